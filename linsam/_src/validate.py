@@ -1,0 +1,145 @@
+"""Input checks at the boundary of every public function.
+
+Each check raises :class:`ValueError` naming the argument and what is allowed, before
+any work starts. Value checks (finite, label values, rho sign) need concrete arrays; under
+``jit`` they are skipped (shape checks still run), so call public functions at the
+boundary and unvalidated kernels in hot loops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def is_concrete(x: Any) -> bool:
+    """True when ``x`` holds values (not a tracer inside jit/vmap/grad)."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
+
+
+def check_rho(rho: Any, name: str = "rho") -> None:
+    """rho must be a finite real number >= 0 (a scalar, or an array of them)."""
+    if not is_concrete(rho):
+        return
+    arr = np.asarray(rho)
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be a real number >= 0, got {rho!r}")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {rho!r}")
+
+
+def check_nonnegative(value: Any, name: str) -> None:
+    """A finite coefficient >= 0 (regularisation strengths, learning rates)."""
+    check_rho(value, name)
+
+
+def check_positive(value: Any, name: str) -> None:
+    """A finite number > 0 (learning rates, scales)."""
+    if not is_concrete(value):
+        return
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf" or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def check_positive_int(value: Any, name: str, minimum: int = 1) -> None:
+    """An integer >= ``minimum`` (steps, record interval, widths, sample sizes)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_noise_rate(rate: Any, name: str = "noise_rate") -> None:
+    """A label-noise rate in [0, 1)."""
+    if not is_concrete(rate):
+        return
+    arr = np.asarray(rate)
+    if arr.dtype.kind not in "biuf" or not np.all(np.isfinite(arr)) or np.any(arr < 0) or np.any(arr >= 1):
+        raise ValueError(f"{name} must be in [0, 1), got {rate!r}")
+
+
+def check_method(method: str, allowed: Iterable[str], name: str = "method") -> None:
+    allowed = tuple(allowed)
+    if method not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {method!r}")
+
+
+def check_finite(x: Any, name: str) -> None:
+    """No NaN or inf anywhere in an array or pytree of arrays."""
+    if not is_concrete(x):
+        return
+    for leaf in jax.tree_util.tree_leaves(x):
+        arr = np.asarray(leaf)
+        if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+            bad = int(np.sum(~np.isfinite(arr)))
+            raise ValueError(f"{name} contains {bad} NaN or inf value(s); all entries must be finite")
+
+
+def _check_float(x: Any, name: str) -> None:
+    dtype = np.result_type(x) if not hasattr(x, "dtype") else x.dtype
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"{name} must be a floating-point array, got dtype {dtype}")
+
+
+def check_inputs(X: Any, name: str = "X") -> tuple[int, int]:
+    """X must be a finite floating-point array of shape (n, d) with n, d >= 1."""
+    shape = np.shape(X)
+    if len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
+        raise ValueError(f"{name} must have shape (n, d) with n, d >= 1, got shape {shape}")
+    _check_float(X, name)
+    check_finite(X, name)
+    return int(shape[0]), int(shape[1])
+
+
+def check_binary_labels(t: Any, n: int, name: str = "t") -> None:
+    """Binary labels: shape (n,), every entry -1 or +1."""
+    shape = np.shape(t)
+    if shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match X, got shape {shape}")
+    if not is_concrete(t):
+        return
+    arr = np.asarray(t)
+    if arr.dtype.kind not in "biuf" or not np.all(np.isin(arr, (-1, 1))):
+        bad = arr[~np.isin(arr, (-1, 1))] if arr.dtype.kind in "biuf" else arr
+        raise ValueError(f"{name} (binary labels) must be -1 or +1, found {np.unique(bad)[:5]}")
+
+
+def check_class_labels(t: Any, n: int, num_classes: int, name: str = "t") -> None:
+    """Multi-class labels: integer shape (n,), every entry in [0, num_classes)."""
+    shape = np.shape(t)
+    if shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match X, got shape {shape}")
+    dtype = t.dtype if hasattr(t, "dtype") else np.asarray(t).dtype
+    if not np.issubdtype(dtype, np.integer):
+        raise ValueError(f"{name} (class ids) must be integers in [0, {num_classes}), got dtype {dtype}")
+    if not is_concrete(t):
+        return
+    arr = np.asarray(t)
+    if np.any(arr < 0) or np.any(arr >= num_classes):
+        raise ValueError(
+            f"{name} (class ids) must be in [0, {num_classes}), found values in [{arr.min()}, {arr.max()}]"
+        )
+
+
+def check_shape(x: Any, shape: tuple, name: str) -> None:
+    """Exact shape check, with a float dtype and finite values."""
+    got = np.shape(x)
+    if tuple(got) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got shape {tuple(got)}")
+    _check_float(x, name)
+    check_finite(x, name)
+
+
+def check_chunk_size(chunk_size: Any, n: int) -> None:
+    if chunk_size is None:
+        return
+    check_positive_int(chunk_size, "chunk_size")
+
+
+def finite_or_raise(value: float, name: str) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value

@@ -1,0 +1,201 @@
+r"""CIFAR ResNet-18 in Flax, and its :class:`linsam.rules.Model` adapter.
+
+The network is the usual CIFAR variant of ResNet-18 (He et al. 2016, as in the
+``pytorch-cifar`` family): a 3x3 stem convolution with stride 1 and no max-pool, four stages
+of two basic blocks with widths :math:`w\cdot(1, 2, 4, 8)` and strides (1, 2, 2, 2), global
+average pooling, and a dense head,
+
+.. math::
+
+    f(\theta, x) = W_{\mathrm{head}}\, \phi(\theta, x) + b_{\mathrm{head}},
+    \qquad \phi(\theta, x) \in \mathbb{R}^{8w}
+
+where :math:`\phi` are the penultimate activations (``features``) and :math:`w = 64` gives
+ResNet-18 (11.2 M parameters). ``width`` is the multiplier the tests use (``width=4``).
+
+Normalisation layer (``norm``):
+
+- ``"layer"`` (default): Flax ``LayerNorm`` over the channel axis at every pixel, the
+  drop-in replacement a Flax user gets from ``nn.LayerNorm()``. Per-example: the output for
+  example *i* does not depend on the other examples, which 1-SAM, L-SAM, J-SAM and the
+  regularisers need (their per-example passes run under ``vmap`` on single examples).
+- ``"group"``: ``GroupNorm`` with ``gcd(32, channels)`` groups; also per-example.
+- ``"batch"``: ``BatchNorm`` (momentum 0.9, eps 1e-5: PyTorch's defaults). Couples the
+  examples of a batch, so it is allowed for ``sgd`` and ``nsam`` only; the training pass uses
+  batch statistics, the running statistics are updated from the clean (unperturbed) pass
+  only, and evaluation uses the running statistics.
+
+The paper (per a secondary source) replaced BatchNorm by LayerNorm; which LayerNorm axes it
+normalised over is not known.
+
+Precision: parameters are always float32 (``param_dtype``); ``compute_dtype="bfloat16"``
+runs convolutions and dense layers in bf16; the logits and features handed to the loss are
+cast back to float32. Inputs are cast to the compute dtype explicitly, so the module stays
+float32 even when ``jax_enable_x64`` is on.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from linsam import rules
+
+NORMS = ("layer", "group", "batch")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+#: Norm layers whose output for one example does not depend on the rest of the batch.
+PER_EXAMPLE_NORMS = ("layer", "group")
+
+_conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # Kaiming (fan_out), as torchvision
+
+
+def _dtype(name: str):
+    return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+class _Norm(nn.Module):
+    kind: str
+    dtype: Any
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        if self.kind == "layer":
+            return nn.LayerNorm(epsilon=1e-5, dtype=self.dtype)(x)
+        if self.kind == "group":
+            return nn.GroupNorm(num_groups=math.gcd(32, x.shape[-1]), epsilon=1e-5, dtype=self.dtype)(x)
+        if self.kind == "batch":
+            return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype)(x)
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {self.kind!r}")
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual connection (1x1 projection when the shape changes)."""
+
+    features: int
+    stride: int
+    norm: str
+    dtype: Any
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        conv = lambda f, k, s, name: nn.Conv(  # noqa: E731
+            f, (k, k), strides=(s, s), padding=k // 2 if k > 1 else 0, use_bias=False,
+            kernel_init=_conv_init, dtype=self.dtype, name=name,
+        )
+        y = conv(self.features, 3, self.stride, "conv1")(x)
+        y = nn.relu(_Norm(self.norm, self.dtype, name="norm1")(y, train))
+        y = conv(self.features, 3, 1, "conv2")(y)
+        y = _Norm(self.norm, self.dtype, name="norm2")(y, train)
+        if self.stride != 1 or x.shape[-1] != self.features:
+            x = conv(self.features, 1, self.stride, "proj_conv")(x)
+            x = _Norm(self.norm, self.dtype, name="proj_norm")(x, train)
+        return nn.relu(y + x)
+
+
+class ResNet18(nn.Module):
+    r"""CIFAR ResNet-18 with width multiplier ``width`` (64 = the standard network).
+
+    Input ``x``: (n, 32, 32, 3) (any float dtype, cast to the compute dtype); output logits
+    (n, num_classes) float32. ``features`` returns the penultimate activations (n, 8*width).
+    """
+
+    num_classes: int = 10
+    width: int = 64
+    norm: str = "layer"
+    compute_dtype: str = "float32"
+    stage_sizes: tuple = (2, 2, 2, 2)
+
+    def setup(self):
+        dt = _dtype(self.compute_dtype)
+        self.stem_conv = nn.Conv(self.width, (3, 3), padding=1, use_bias=False, kernel_init=_conv_init, dtype=dt)
+        self.stem_norm = _Norm(self.norm, dt)
+        blocks = []
+        for stage, n_blocks in enumerate(self.stage_sizes):
+            for b in range(n_blocks):
+                stride = 2 if (stage > 0 and b == 0) else 1
+                blocks.append(BasicBlock(self.width * 2**stage, stride, self.norm, dt))
+        self.blocks = blocks
+        self.head = nn.Dense(self.num_classes, dtype=dt)
+
+    def features(self, x, train: bool = False):
+        """Penultimate activations :math:`\\phi(\\theta, x)`, float32, shape (n, 8*width)."""
+        x = jnp.asarray(x).astype(_dtype(self.compute_dtype))
+        x = nn.relu(self.stem_norm(self.stem_conv(x), train))
+        for block in self.blocks:
+            x = block(x, train)
+        return jnp.mean(x, axis=(1, 2)).astype(jnp.float32)
+
+    def logits_and_features(self, x, train: bool = False):
+        phi = self.features(x, train)
+        logits = self.head(phi.astype(_dtype(self.compute_dtype))).astype(jnp.float32)
+        return logits, phi
+
+    def __call__(self, x, train: bool = False):
+        return self.logits_and_features(x, train)[0]
+
+
+def init_variables(net: ResNet18, key, image_shape=(32, 32, 3)):
+    """Initial Flax variables ``{'params': ..., ['batch_stats': ...]}``, all float32."""
+    variables = net.init(key, jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False)
+    return jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), variables)
+
+
+def head_kernel(params):
+    """The last-layer weight matrix :math:`W_{\\mathrm{head}}`, shape (8*width, num_classes)."""
+    return params["head"]["kernel"]
+
+
+def make_rules_model(net: ResNet18) -> rules.Model:
+    r"""The :class:`linsam.rules.Model` of ``net``: what every update rule differentiates.
+
+    ``params`` is the Flax ``'params'`` collection. ``apply`` runs ONE example (it adds and
+    removes a batch axis of 1), so per-example rules (1-SAM, L-SAM, J-SAM, J-reg) see exactly
+    :math:`f(\theta + \epsilon_i, x_i)` with a per-example-safe norm. ``apply_batch`` runs the
+    whole batch at once (used by ``gd``/``nsam``); for BatchNorm it normalises with the batch
+    statistics (training mode) and discards the running-statistics update, which the trainer
+    takes from a separate clean pass (see :func:`linsam.cifar.train.make_train_step`).
+    ``features`` / ``last_layer`` give :math:`\phi` and :math:`W_{\mathrm{head}}` for the
+    fixed-coefficient regulariser.
+    """
+    if net.norm == "batch":
+
+        def apply(params, x):
+            raise ValueError(
+                "norm='batch' couples the examples of a batch, so there is no per-example apply; "
+                "use norm='layer' or 'group' for one_sam, lsam, jsam, jreg and reg"
+            )
+
+        def apply_batch(params, X):
+            logits, _ = net.apply({"params": params}, X, train=True, mutable=["batch_stats"])
+            return logits
+
+        features = None
+    else:
+
+        def apply(params, x):
+            return net.apply({"params": params}, x[None])[0]
+
+        def apply_batch(params, X):
+            return net.apply({"params": params}, X)
+
+        def features(params, x):
+            return net.apply({"params": params}, x[None], method=ResNet18.features)[0]
+
+    fields = dict(
+        apply=apply,
+        loss_from_logits=rules.softmax_cross_entropy,
+        features=features,
+        last_layer=head_kernel,
+        apply_batch=apply_batch,
+    )
+    if "num_classes" in rules.Model._fields:
+        fields["num_classes"] = net.num_classes
+    return rules.Model(**fields)
+
+
+def count_params(params) -> int:
+    return int(sum(a.size for a in jax.tree_util.tree_leaves(params)))

@@ -22,8 +22,8 @@ from linsam.data import NoiseSpec
 # ----------------------------------------------------------------------------- symmetric
 
 
-@settings(max_examples=25, deadline=None)
-@given(n=st.integers(2, 300), rate=st.floats(0.0, 0.99), K=st.integers(2, 12), seed=st.integers(0, 2**31 - 1))
+@settings(max_examples=20, deadline=None)
+@given(n=st.sampled_from([2, 97]), rate=st.floats(0.0, 0.99), K=st.sampled_from([2, 3, 10]), seed=st.integers(0, 2**31 - 1))
 def test_symmetric_exact_count_and_targets(n, rate, K, seed):
     key = jax.random.PRNGKey(seed)
     labels = jax.random.randint(jax.random.fold_in(key, 1), (n,), 0, K)
@@ -168,17 +168,21 @@ def test_class_conditional_binary(getkey):
     assert abs(m[neg].mean() - 0.1) < 5 * math.sqrt(0.09 / neg.sum())
 
 
-@pytest.mark.parametrize("kind", data.NOISE_KINDS)
-def test_every_noise_kind_under_vmap(kind, getkey):
+def test_every_noise_kind_under_vmap(getkey):
+    # the simulator draws one data set per seed inside jit(vmap(.)): every kind must trace
     mix = data.isotropic_mixture(8, 1.0)
-    spec = NoiseSpec(kind, 0.25, rate_neg=0.1)
-    f = jax.jit(jax.vmap(lambda k: data.sample_binary(k, mix, 40, spec)))
-    ds = f(jax.random.split(getkey(), 3))
-    assert ds.X.shape == (3, 40, 8) and ds.rate.shape == (3,)
-    np.testing.assert_array_equal(np.asarray(ds.noisy != ds.clean), np.asarray(ds.mask))
-    np.testing.assert_allclose(ds.rate, np.asarray(ds.mask).mean(axis=1), rtol=1e-6)
-    if kind in ("symmetric", "boundary", "subgroup"):
-        np.testing.assert_array_equal(np.asarray(ds.mask).sum(axis=1), 10)
+    X, t = mix.sample(getkey(), 40)
+    keys = jax.random.split(getkey(), 3)
+    for kind in data.NOISE_KINDS:
+        spec = NoiseSpec(kind, 0.25, rate_neg=0.1)
+        lab = jax.jit(jax.vmap(lambda k: data.corrupt_binary(k, X, t, spec, mix)))(keys)
+        assert lab.noisy.shape == (3, 40) and jnp.shape(lab.rate) == (3,), kind
+        np.testing.assert_array_equal(np.asarray(lab.noisy != lab.clean), np.asarray(lab.mask))
+        np.testing.assert_allclose(lab.rate, np.asarray(lab.mask).mean(axis=1), rtol=1e-6)
+        if kind in ("symmetric", "boundary", "subgroup"):
+            np.testing.assert_array_equal(np.asarray(lab.mask).sum(axis=1), 10)
+    ds = jax.jit(jax.vmap(lambda k: data.sample_binary(k, mix, 40, NoiseSpec("symmetric", 0.25))))(keys)
+    assert ds.X.shape == (3, 40, 8)
 
 
 # ----------------------------------------------------------------------------- mixtures

@@ -39,6 +39,7 @@ end-to-end map is ``w = W^T v``):
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -136,10 +137,12 @@ def num_flips(rate: float, n: int) -> int:
     return int(math.floor(rate * n + 1e-9))
 
 
-def _exact_mask(key: Array, n: int, m: int) -> Array:
-    """Exactly ``m`` of ``n`` positions, uniformly at random (without replacement)."""
+def _exact_mask(key: Array, n: int, m) -> Array:
+    """Exactly ``m`` of ``n`` positions, uniformly at random (without replacement).
+
+    ``m`` may be traced (one compilation serves every rate)."""
     order = jax.random.permutation(key, n)
-    return jnp.zeros((n,), bool).at[order[:m]].set(True)
+    return jnp.zeros((n,), bool).at[order].set(jnp.arange(n) < m)
 
 
 def _weighted_exact_mask(key: Array, log_weights: Array, m: int) -> Array:
@@ -158,16 +161,26 @@ def _weighted_exact_mask(key: Array, log_weights: Array, m: int) -> Array:
     return jnp.zeros((n,), bool).at[idx].set(True)
 
 
-def _symmetric_mask(key: Array, n: int, rate: float, exact: bool) -> Array:
-    if exact:
-        return _exact_mask(key, n, num_flips(rate, n))
-    return jax.random.bernoulli(key, rate, (n,))
-
-
 def _flip_to_other_class(key: Array, labels: Array, mask: Array, num_classes: int) -> Array:
     """Replace each masked label by a uniformly chosen *other* class."""
-    shift = jax.random.randint(key, labels.shape, 1, num_classes, dtype=labels.dtype)
+    shift = jax.random.randint(key, labels.shape, 1, num_classes).astype(labels.dtype)
     return jnp.where(mask, (labels + shift) % num_classes, labels)
+
+
+@partial(jax.jit, static_argnames=("exact",))
+def _symmetric_kernel(key, labels, rate, m, num_classes, exact):
+    """Jitted symmetric noise on class ids: exact ``m`` flips or Bernoulli(``rate``)."""
+    k_mask, k_cls = jax.random.split(key)
+    n = labels.shape[0]
+    mask = _exact_mask(k_mask, n, m) if exact else jax.random.bernoulli(k_mask, rate, (n,))
+    return _flip_to_other_class(k_cls, labels, mask, num_classes), mask
+
+
+@partial(jax.jit, static_argnames=("exact",))
+def _pm1_symmetric_kernel(key, t, rate, m, exact):
+    n = t.shape[0]
+    mask = _exact_mask(key, n, m) if exact else jax.random.bernoulli(key, rate, (n,))
+    return jnp.where(mask, -t, t), mask
 
 
 # ----------------------------------------------------------------------------- public noise models
@@ -201,9 +214,8 @@ def symmetric_noise(key: Array, labels: Array, rate: float, num_classes: int, *,
         raise ValueError(f"labels must have shape (n,), got shape {labels.shape}")
     check_class_labels(labels, labels.shape[0], num_classes, name="labels")
     check_noise_rate(rate, "rate")
-    k_mask, k_cls = jax.random.split(key)
-    mask = _symmetric_mask(k_mask, labels.shape[0], rate, exact)
-    noisy = _flip_to_other_class(k_cls, labels, mask, num_classes)
+    m = num_flips(rate, labels.shape[0])
+    noisy, mask = _symmetric_kernel(key, labels, rate, m, num_classes, exact)
     return NoisyLabels(labels, noisy, mask, _finish_rate(mask))
 
 
@@ -248,11 +260,15 @@ def transition_noise(key: Array, labels: Array, T: Array) -> NoisyLabels:
     if labels.ndim != 1:
         raise ValueError(f"labels must have shape (n,), got shape {labels.shape}")
     check_class_labels(labels, labels.shape[0], K, name="labels")
-    T = jnp.asarray(T)
+    noisy, mask = _transition_kernel(key, labels, jnp.asarray(T))
+    return NoisyLabels(labels, noisy, mask, _finish_rate(mask))
+
+
+@jax.jit
+def _transition_kernel(key, labels, T):
     logits = jnp.log(jnp.clip(T[labels], 0.0, None))  # log 0 = -inf: never sampled
     noisy = jax.random.categorical(key, logits, axis=-1).astype(labels.dtype)
-    mask = noisy != labels
-    return NoisyLabels(labels, noisy, mask, _finish_rate(mask))
+    return noisy, noisy != labels
 
 
 def cifar10_asymmetric_transition(rate: float) -> np.ndarray:
@@ -305,8 +321,8 @@ def binary_symmetric_noise(key: Array, t: Array, rate: float, *, exact: bool = T
     ``p`` (``exact=False``)."""
     t = _check_pm1(t)
     check_noise_rate(rate, "rate")
-    mask = _symmetric_mask(key, t.shape[0], rate, exact)
-    return NoisyLabels(t, _flip_pm1(t, mask), mask, _finish_rate(mask))
+    noisy, mask = _pm1_symmetric_kernel(key, t, rate, num_flips(rate, t.shape[0]), exact)
+    return NoisyLabels(t, noisy, mask, _finish_rate(mask))
 
 
 def binary_class_conditional_noise(key: Array, t: Array, rate_pos: float, rate_neg: float) -> NoisyLabels:
@@ -316,9 +332,14 @@ def binary_class_conditional_noise(key: Array, t: Array, rate_pos: float, rate_n
     t = _check_pm1(t)
     check_noise_rate(rate_pos, "rate_pos")
     check_noise_rate(rate_neg, "rate_neg")
-    p = jnp.where(t > 0, rate_pos, rate_neg)
-    mask = jax.random.uniform(key, t.shape) < p
-    return NoisyLabels(t, _flip_pm1(t, mask), mask, _finish_rate(mask))
+    noisy, mask = _class_conditional_kernel(key, t, rate_pos, rate_neg)
+    return NoisyLabels(t, noisy, mask, _finish_rate(mask))
+
+
+@jax.jit
+def _class_conditional_kernel(key, t, rate_pos, rate_neg):
+    mask = jax.random.uniform(key, t.shape) < jnp.where(t > 0, rate_pos, rate_neg)
+    return _flip_pm1(t, mask), mask
 
 
 def boundary_noise(key: Array, t: Array, margin: Array, rate: float, *, temperature: float) -> NoisyLabels:
@@ -347,8 +368,14 @@ def boundary_noise(key: Array, t: Array, margin: Array, rate: float, *, temperat
     margin = jnp.asarray(margin)
     if margin.shape != t.shape:
         raise ValueError(f"margin must have shape {t.shape} to match t, got shape {margin.shape}")
-    mask = _weighted_exact_mask(key, -jnp.abs(margin) / temperature, num_flips(rate, t.shape[0]))
-    return NoisyLabels(t, _flip_pm1(t, mask), mask, _finish_rate(mask))
+    noisy, mask = _boundary_kernel(key, t, margin, temperature, num_flips(rate, t.shape[0]))
+    return NoisyLabels(t, noisy, mask, _finish_rate(mask))
+
+
+@partial(jax.jit, static_argnames=("m",))
+def _boundary_kernel(key, t, margin, temperature, m):
+    mask = _weighted_exact_mask(key, -jnp.abs(margin) / temperature, m)
+    return _flip_pm1(t, mask), mask
 
 
 def subgroup_noise(key: Array, t: Array, group: Array, rate: float, *, concentration: float = 1.0) -> NoisyLabels:
@@ -383,10 +410,15 @@ def subgroup_noise(key: Array, t: Array, group: Array, rate: float, *, concentra
 
 
 def _subgroup_noise(key, t, group, rate, concentration):
+    noisy, mask = _subgroup_kernel(key, t, group, concentration, num_flips(rate, t.shape[0]))
+    return NoisyLabels(t, noisy, mask, _finish_rate(mask))
+
+
+@partial(jax.jit, static_argnames=("concentration", "m"))
+def _subgroup_kernel(key, t, group, concentration, m):
     outside = math.log1p(-concentration) if concentration < 1.0 else -jnp.inf
-    logw = jnp.where(group, 0.0, outside)
-    mask = _weighted_exact_mask(key, logw, num_flips(rate, t.shape[0]))
-    return NoisyLabels(t, _flip_pm1(t, mask), mask, _finish_rate(mask))
+    mask = _weighted_exact_mask(key, jnp.where(group, 0.0, outside), m)
+    return _flip_pm1(t, mask), mask
 
 
 # ----------------------------------------------------------------------------- Gaussian mixtures
@@ -459,8 +491,9 @@ def isotropic_mixture(d: int, mean_norm: float, sigma: float = 1.0) -> GaussianM
     _check_dim(d)
     check_positive(mean_norm, "mean_norm")
     check_positive(sigma, "sigma")
-    mu = jnp.zeros((d,)).at[0].set(mean_norm)
-    return GaussianMixture(mu, jnp.full((d,), float(sigma)))
+    mu = np.zeros(d)
+    mu[0] = mean_norm
+    return GaussianMixture(jnp.asarray(mu), jnp.asarray(np.full(d, float(sigma))))
 
 
 def power_law_spectrum(d: int, alpha: float, *, trace: float | None = None) -> np.ndarray:
@@ -519,9 +552,11 @@ def signal_noise_mixture(
     for v, name in ((signal_std, "signal_std"), (noise_std, "noise_std")):
         if not np.isfinite(v) or v < 0:
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    mu = jnp.zeros((d,)).at[:num_signal].set(signal / math.sqrt(num_signal))
-    scale = jnp.full((d,), float(noise_std)).at[:num_signal].set(float(signal_std))
-    return GaussianMixture(mu, scale)
+    mu = np.zeros(d)
+    mu[:num_signal] = signal / math.sqrt(num_signal)
+    scale = np.full(d, float(noise_std))
+    scale[:num_signal] = signal_std
+    return GaussianMixture(jnp.asarray(mu), jnp.asarray(scale))
 
 
 def population_accuracy(mixture: GaussianMixture, w: Array) -> Array:
@@ -544,6 +579,7 @@ def population_accuracy(mixture: GaussianMixture, w: Array) -> Array:
     return _population_accuracy(mixture.mu, mixture.scale, w)
 
 
+@jax.jit
 def _population_accuracy(mu, scale, w):
     signal = w @ mu.astype(w.dtype)
     var = jnp.sum((w * scale.astype(w.dtype)) ** 2, axis=-1)
@@ -558,8 +594,13 @@ def sampled_accuracy(key: Array, mixture: GaussianMixture, w: Array, n: int) -> 
     :func:`population_accuracy`, and for models without a closed form). ``w``: ``(..., d)``.
     Ties (``<w, x> = 0``) count as half correct."""
     check_positive_int(n, "n")
-    X, t = mixture.sample(key, n, dtype=jnp.asarray(w).dtype)
-    s = jnp.sign(jnp.asarray(w) @ X.T) * t
+    return _sampled_accuracy(key, mixture, jnp.asarray(w), n)
+
+
+@partial(jax.jit, static_argnames=("n",))
+def _sampled_accuracy(key, mixture, w, n):
+    X, t = mixture.sample(key, n, dtype=w.dtype)
+    s = jnp.sign(w @ X.T) * t
     return jnp.mean((s > 0) + 0.5 * (s == 0), axis=-1)
 
 
@@ -604,15 +645,20 @@ def multiclass_mixture(d: int, num_classes: int, mean_norm: float, sigma: float 
         raise ValueError(f"num_classes must be <= d = {d} (orthogonal means), got {num_classes}")
     check_positive(mean_norm, "mean_norm")
     check_positive(sigma, "sigma")
-    means = jnp.zeros((num_classes, d)).at[jnp.arange(num_classes), jnp.arange(num_classes)].set(mean_norm)
-    return MulticlassMixture(means, jnp.full((d,), float(sigma)))
+    means = np.zeros((num_classes, d))
+    means[np.arange(num_classes), np.arange(num_classes)] = mean_norm
+    return MulticlassMixture(jnp.asarray(means), jnp.asarray(np.full(d, float(sigma))))
 
 
 def sampled_multiclass_accuracy(key: Array, mixture: MulticlassMixture, W: Array, n: int) -> Array:
     """Accuracy of ``argmax_k (W x)_k`` on a fresh clean sample of ``n`` points; ``W``:
     ``(..., K, d)``. (No closed form for K > 2.)"""
     check_positive_int(n, "n")
-    W = jnp.asarray(W)
+    return _sampled_multiclass_accuracy(key, mixture, jnp.asarray(W), n)
+
+
+@partial(jax.jit, static_argnames=("n",))
+def _sampled_multiclass_accuracy(key, mixture, W, n):
     X, y = mixture.sample(key, n, dtype=W.dtype)
     pred = jnp.argmax(jnp.einsum("...kd,nd->...nk", W, X), axis=-1)
     return jnp.mean(pred == y, axis=-1)
@@ -705,7 +751,8 @@ def sample_binary(key: Array, mixture: GaussianMixture, n: int, noise: NoiseSpec
     """
     check_positive_int(n, "n", minimum=2)
     noise.validate(mixture.dim)
-    return _sample_binary(key, mixture, n, noise, dtype)
+    ds = _sample_binary_jit(key, mixture, n, noise, None if dtype is None else jnp.dtype(dtype))
+    return ds._replace(rate=_finish_rate(ds.mask))
 
 
 def _sample_binary(key, mixture, n, noise, dtype=None) -> Dataset:
@@ -714,6 +761,10 @@ def _sample_binary(key, mixture, n, noise, dtype=None) -> Dataset:
     X, t = mixture.sample(k_data, n, dtype)
     lab = corrupt_binary(k_noise, X, t, noise, mixture)
     return Dataset(X, lab.clean, lab.noisy, lab.mask, lab.rate)
+
+
+_sample_jit = jax.jit(lambda key, mixture, n, dtype: mixture.sample(key, n, dtype), static_argnames=("n", "dtype"))
+_sample_binary_jit = jax.jit(_sample_binary, static_argnames=("n", "noise", "dtype"))
 
 
 def sample_multiclass(
@@ -729,6 +780,6 @@ def sample_multiclass(
         if np.shape(T)[0] != mixture.num_classes:
             raise ValueError(f"T must be ({mixture.num_classes}, {mixture.num_classes}), got {np.shape(T)}")
     k_data, k_noise = jax.random.split(key)
-    X, y = mixture.sample(k_data, n, dtype)
+    X, y = _sample_jit(k_data, mixture, n, None if dtype is None else jnp.dtype(dtype))
     lab = transition_noise(k_noise, y, T) if T is not None else symmetric_noise(k_noise, y, rate, mixture.num_classes, exact=exact)
     return Dataset(X, lab.clean, lab.noisy, lab.mask, lab.rate)

@@ -22,6 +22,8 @@ on W: L-SAM equals 1-SAM, J-SAM equals GD, J-reg equals GD.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,6 +42,7 @@ def f(W, x):
     return jnp.dot(x, W.T)
 
 
+@functools.lru_cache(maxsize=None)
 def make_model(num_classes: int) -> _rules.Model:
     """The :class:`linsam.rules.Model` of the K-class linear softmax model."""
     validate.check_positive_int(num_classes, "num_classes", minimum=2)

@@ -140,8 +140,11 @@ class ResNet18(nn.Module):
 
 def init_variables(net: ResNet18, key, image_shape=(32, 32, 3)):
     """Initial Flax variables ``{'params': ..., ['batch_stats': ...]}``, all float32."""
-    variables = net.init(key, jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False)
-    return jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), variables)
+    def init(k):
+        variables = net.init(k, jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False)
+        return jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), variables)
+
+    return jax.jit(init)(key)  # one compiled program: eager init of a deep net is slow
 
 
 def head_kernel(params):

@@ -1,0 +1,54 @@
+"""Figure of the CIFAR-10 runs: the figure only draws numbers already in the results dict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: Per-method colours, shared with the toy figures' convention (SGD grey, 1-SAM red, ...).
+COLORS = {"sgd": "0.35", "nsam": "tab:purple", "one_sam": "tab:red", "lsam": "tab:orange",
+          "jsam": "tab:blue", "jreg": "tab:cyan", "reg": "tab:green"}
+LABELS = {"sgd": "SGD", "nsam": "n-SAM", "one_sam": "1-SAM", "lsam": "L-SAM", "jsam": "J-SAM",
+          "jreg": "J-reg", "reg": "regulariser"}
+
+
+def plot_curves(agg: dict, path: str | Path | None = None):
+    """Test accuracy, train accuracy on the clean and on the noisy subset (fit to the noisy
+    labels), last-layer weight norm and mean penultimate activation norm against epoch.
+
+    ``agg``: the aggregate results dict (:func:`linsam.cifar.train.aggregate`). Saves to
+    ``path`` when given; returns the matplotlib figure.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), constrained_layout=True)
+    (a_test, a_train), (a_w, a_phi) = axes
+    for m, r in agg.get("methods", {}).items():
+        ep = r.get("epochs") or []
+        if not ep:
+            continue
+        x = [e["epoch"] for e in ep]
+        c, lab = COLORS.get(m, None), LABELS.get(m, m)
+        a_test.plot(x, [e["test_acc"] for e in ep], color=c, label=lab)
+        if r.get("peak_epoch") is not None:
+            a_test.plot([r["peak_epoch"]], [r["peak_test_acc"]], "o", color=c, ms=4)
+        a_train.plot(x, [e["train_acc_clean"] for e in ep], color=c, label=f"{lab} clean")
+        a_train.plot(x, [e["train_acc_noisy"] for e in ep], color=c, ls="--", label=f"{lab} noisy (fit)")
+        a_w.plot(x, [e["last_layer_norm"] for e in ep], color=c, label=lab)
+        a_phi.plot(x, [e["feature_norm"] for e in ep], color=c, label=lab)
+    a_test.set(title="test accuracy (dot: peak)", xlabel="epoch", ylabel="accuracy")
+    a_train.set(title="train accuracy: clean subset (solid), noisy subset vs noisy label (dashed)",
+                xlabel="epoch", ylabel="accuracy")
+    a_w.set(title="last-layer weight norm", xlabel="epoch")
+    a_phi.set(title="mean penultimate activation norm", xlabel="epoch")
+    for a in axes.ravel():
+        a.grid(alpha=0.3)
+        if a.lines:
+            a.legend(fontsize=7)
+    a_train.title.set_fontsize(9)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig

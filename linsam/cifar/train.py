@@ -1,0 +1,816 @@
+r"""Training driver: CIFAR-10 + label noise + ResNet-18 + a linsam update rule + optax SGD.
+
+One training step on a mini-batch :math:`B` of noisy-labelled examples is
+
+.. math::
+
+    u &= \mathrm{direction}_{\mathrm{method}}(\theta; B)
+        \quad\text{(from } \texttt{linsam.rules}\text{, see its docs)} \\
+    m &\leftarrow \beta m + u + \lambda_{\mathrm{wd}} \theta, \qquad
+    \theta \leftarrow \theta - \eta_k m
+
+(``optax.chain(add_decayed_weights(wd), sgd(schedule, momentum))``: PyTorch-style coupled
+weight decay, heavy-ball momentum :math:`\beta`). The learning rate :math:`\eta_k` follows a
+cosine decay to 0 over all steps, a step schedule (x0.1 at 50% and 75% of the steps), or is
+constant.
+
+Method names (``--method``) and the linsam rule each one calls:
+
+==========  ==============  ====================================================================
+name        rule            meaning
+==========  ==============  ====================================================================
+sgd         ``gd``          plain mini-batch gradient
+nsam        ``nsam``        SAM, one perturbation for the batch
+one_sam     ``one_sam``     1-SAM, per-example perturbation
+lsam        ``lsam``        logit scale at the perturbed point, Jacobian at :math:`\theta`
+jsam        ``jsam``        logit scale at :math:`\theta`, Jacobian at the perturbed point
+jreg        ``jreg``        GD + :math:`\rho\|J_i^\top \mathrm{sg}(r_i)\|` (Prop. 4.1 penalty)
+reg         ``jreg_fixed``  GD + :math:`\frac{\lambda_{\rm last}}2\|W_{\rm head}\|^2
+                            + \frac{\lambda_{\rm act}}2 \mathrm{mean}_i\|\phi_i\|^2`
+==========  ==============  ====================================================================
+
+Default coefficients of ``reg`` (Proposition 4.1). For the 2-layer linear network
+:math:`f = v^\top W x`, J-SAM adds to the SGD gradient
+:math:`\frac{\rho s}{J} (W x) x^\top` on :math:`W` and :math:`\frac{\rho s \|x\|^2}{J} v` on
+:math:`v`, i.e. the gradients of :math:`\frac{\lambda_{\rm act}}2 \|Wx\|^2` and
+:math:`\frac{\lambda_{\rm last}}2\|v\|^2` with
+
+.. math::
+
+    \lambda_{\mathrm{act}} = \frac{\rho\, s}{J}, \qquad
+    \lambda_{\mathrm{last}} = \frac{\rho\, s\, q}{J}, \qquad
+    s = \|\nabla_f \ell\|,\quad J = \|\nabla_\theta \langle \hat r, f(\theta, x)\rangle\|,\quad
+    q = \frac{\|\nabla_{\theta_{\rm body}} \langle u, \phi(\theta, x)\rangle\|^2}{\|u\|^2},
+
+where :math:`\hat r = r/\|r\|` is the unit logit direction, :math:`u = W_{\rm head}\hat r` and
+:math:`\phi` the penultimate activations. For the linear network :math:`q = \|x\|^2`,
+:math:`J = \sqrt{\|Wx\|^2 + \|x\|^2\|v\|^2}` and the formulas are exactly Prop. 4.1. For the
+ResNet they are the same quantities with :math:`(W_{\rm head}, \phi)` in the roles of
+:math:`(v, Wx)`; linsam evaluates them per example at initialisation on the first
+``batch_size`` training examples (no augmentation) and uses the batch means as the fixed
+coefficients (:func:`prop41_coefficients`). Both values are written to the results; they can
+be overridden (``lam_last``, ``lam_act``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import linsam
+from linsam import rules
+from linsam.cifar import data as cdata
+from linsam.cifar.resnet import (
+    COMPUTE_DTYPES,
+    NORMS,
+    PER_EXAMPLE_NORMS,
+    ResNet18,
+    count_params,
+    head_kernel,
+    init_variables,
+    make_rules_model,
+)
+
+#: CLI method name -> linsam.rules method name.
+RULE_OF_METHOD = {
+    "sgd": "gd",
+    "nsam": "nsam",
+    "one_sam": "one_sam",
+    "lsam": "lsam",
+    "jsam": "jsam",
+    "jreg": "jreg",
+    "reg": "jreg_fixed",
+}
+METHODS = tuple(RULE_OF_METHOD)
+#: Accepted spellings -> canonical method name.
+METHOD_ALIASES = {
+    "gd": "sgd", "sam": "nsam", "n_sam": "nsam", "n-sam": "nsam", "1sam": "one_sam", "1-sam": "one_sam",
+    "one-sam": "one_sam", "l-sam": "lsam", "j-sam": "jsam", "regularizer": "reg", "jreg_fixed": "reg",
+}
+#: Methods that need one forward/backward per example (norm must be per-example safe).
+PER_EXAMPLE_METHODS = ("one_sam", "lsam", "jsam", "jreg", "reg")
+SCHEDULES = ("cosine", "step", "constant")
+SCHEMA = "linsam.cifar.results/1"
+
+
+def canonical_method(name: str) -> str:
+    """Canonical method name for ``name`` (aliases such as ``1sam``, ``sam``, ``regularizer``)."""
+    key = str(name).strip().lower()
+    key = METHOD_ALIASES.get(key, key)
+    if key not in RULE_OF_METHOD:
+        raise ValueError(f"--method must be one of {', '.join(METHODS)} (aliases: "
+                         f"{', '.join(sorted(METHOD_ALIASES))}); got {name!r}")
+    return key
+
+
+@dataclasses.dataclass(frozen=True)
+class CifarConfig:
+    """One training run. Every field is validated by :func:`validate_config`.
+
+    ``train_subset``: use a random subset of that many training images (None: all);
+    ``eval_train_size``: how many of the (subset) training images the per-epoch train
+    metrics use (None: all); ``time_limit_s``: stop after the last epoch that fits in this
+    wall-clock budget (counted from the start of the method, compile included);
+    ``lam_last``/``lam_act`` None: Proposition 4.1 defaults (see module doc).
+    """
+
+    method: str = "sgd"
+    noise_rate: float = 0.3
+    noise_kind: str = "symmetric"
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    rho: float = 0.01
+    lam_last: float | None = None
+    lam_act: float | None = None
+    width: int = 64
+    norm: str = "layer"
+    compute_dtype: str = "float32"
+    chunk_size: int | None = 32
+    augment: bool = True
+    train_subset: int | None = None
+    eval_train_size: int | None = 10000
+    eval_batch_size: int = 1000
+    seed: int = 0
+    time_limit_s: float | None = None
+    log_every: int = 100
+
+    def replace(self, **kw) -> "CifarConfig":
+        return dataclasses.replace(self, **kw)
+
+
+# Config fields that do not change the numbers a run produces (left out of the resume hash).
+_NON_RESULT_FIELDS = ("time_limit_s", "log_every", "eval_batch_size")
+#: CLI flag of each config field, for error messages.
+FLAG_OF_FIELD = {
+    "method": "--method", "noise_rate": "--noise", "noise_kind": "--noise-kind", "epochs": "--epochs",
+    "batch_size": "--batch-size", "lr": "--lr", "momentum": "--momentum", "weight_decay": "--weight-decay",
+    "schedule": "--schedule", "rho": "--rho", "lam_last": "--lam-last", "lam_act": "--lam-act",
+    "width": "--width", "norm": "--norm", "compute_dtype": "--dtype", "chunk_size": "--chunk-size",
+    "augment": "--no-augment", "train_subset": "--train-subset", "eval_train_size": "--eval-train-size",
+    "eval_batch_size": "--eval-batch-size", "seed": "--seed", "time_limit_s": "--time-limit",
+    "log_every": "--log-every",
+}
+
+
+def _err(field: str, msg: str) -> ValueError:
+    return ValueError(f"{FLAG_OF_FIELD.get(field, field)} ({field}) {msg}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def validate_config(cfg: CifarConfig) -> CifarConfig:
+    """Check every field; raise ``ValueError`` naming the flag and the allowed range. Returns cfg
+    with the method name canonicalised."""
+    cfg = cfg.replace(method=canonical_method(cfg.method))
+    if not _is_real(cfg.noise_rate) or not 0.0 <= cfg.noise_rate < 1.0:
+        raise _err("noise_rate", f"must be in [0, 1), got {cfg.noise_rate!r}")
+    if cfg.noise_kind not in cdata.NOISE_KINDS:
+        raise _err("noise_kind", f"must be one of {', '.join(cdata.NOISE_KINDS)}, got {cfg.noise_kind!r}")
+    for f in ("epochs", "batch_size", "width", "eval_batch_size", "log_every"):
+        v = getattr(cfg, f)
+        if not _is_int(v) or v < 1:
+            raise _err(f, f"must be an integer >= 1, got {v!r}")
+    if not _is_int(cfg.seed) or cfg.seed < 0:
+        raise _err("seed", f"must be an integer >= 0, got {cfg.seed!r}")
+    for f in ("train_subset", "eval_train_size", "chunk_size"):
+        v = getattr(cfg, f)
+        if v is not None and (not _is_int(v) or v < 1):
+            raise _err(f, f"must be an integer >= 1 (or omitted), got {v!r}")
+    if cfg.train_subset is not None and cfg.train_subset < cfg.batch_size:
+        raise _err("train_subset", f"must be >= --batch-size ({cfg.batch_size}), got {cfg.train_subset}")
+    if not _is_real(cfg.lr) or cfg.lr <= 0:
+        raise _err("lr", f"must be a finite number > 0, got {cfg.lr!r}")
+    if not _is_real(cfg.momentum) or not 0.0 <= cfg.momentum < 1.0:
+        raise _err("momentum", f"must be in [0, 1), got {cfg.momentum!r}")
+    for f in ("weight_decay", "rho"):
+        v = getattr(cfg, f)
+        if not _is_real(v) or v < 0:
+            raise _err(f, f"must be a finite number >= 0, got {v!r}")
+    for f in ("lam_last", "lam_act"):
+        v = getattr(cfg, f)
+        if v is not None and (not _is_real(v) or v < 0):
+            raise _err(f, f"must be a finite number >= 0 (or omitted for the Prop. 4.1 default), got {v!r}")
+    if cfg.time_limit_s is not None and (not _is_real(cfg.time_limit_s) or cfg.time_limit_s <= 0):
+        raise _err("time_limit_s", f"must be a number of seconds > 0, got {cfg.time_limit_s!r}")
+    if cfg.schedule not in SCHEDULES:
+        raise _err("schedule", f"must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
+    if cfg.norm not in NORMS:
+        raise _err("norm", f"must be one of {', '.join(NORMS)}, got {cfg.norm!r}")
+    if cfg.compute_dtype not in COMPUTE_DTYPES:
+        raise _err("compute_dtype", f"must be one of {', '.join(COMPUTE_DTYPES)}, got {cfg.compute_dtype!r}")
+    if cfg.norm not in PER_EXAMPLE_NORMS and cfg.method in PER_EXAMPLE_METHODS:
+        raise _err("norm", f"{cfg.norm!r} couples the examples of a batch; method {cfg.method} needs a "
+                           f"per-example norm ({', '.join(PER_EXAMPLE_NORMS)})")
+    if not isinstance(cfg.augment, bool):
+        raise _err("augment", f"must be True or False, got {cfg.augment!r}")
+    return cfg
+
+
+def config_dict(cfg: CifarConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def config_hash(cfg: CifarConfig, data_fingerprint: str) -> str:
+    """Hash of everything that determines a run's numbers (for safe resume)."""
+    d = {k: v for k, v in config_dict(cfg).items() if k not in _NON_RESULT_FIELDS}
+    d["data"] = data_fingerprint
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- prepared data
+
+
+class PreparedData(NamedTuple):
+    """Training/test data after subsetting and label noise (host numpy arrays).
+
+    x_train (n, 32, 32, 3) uint8 in a seeded random order; y_noisy / y_clean (n,) int32;
+    noise_mask (n,) bool; x_test, y_test; mean/std (3,) float32 per-channel statistics of
+    x_train; realised_rate = noise_mask.mean(); info: provenance dict for the results.
+    """
+
+    x_train: np.ndarray
+    y_noisy: np.ndarray
+    y_clean: np.ndarray
+    noise_mask: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    realised_rate: float
+    info: dict
+
+
+def prepare_data(ds: cdata.CIFAR10, cfg: CifarConfig) -> PreparedData:
+    r"""Subset (seeded permutation), label noise (seeded), per-channel statistics.
+
+    Keys: ``k_perm, k_noise = split(fold_in(PRNGKey(seed), 1))``; they do not depend on the
+    method, so every method of one seed trains on the same noisy labels.
+    """
+    k_perm, k_noise = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1))
+    n_all = ds.x_train.shape[0]
+    n = n_all if cfg.train_subset is None else min(cfg.train_subset, n_all)
+    perm = np.asarray(jax.random.permutation(k_perm, n_all))[:n]
+    x = ds.x_train[perm]
+    y = ds.y_train[perm].astype(np.int32)
+    if cfg.noise_rate > 0:
+        nl = cdata.noisy_labels(k_noise, y, cfg.noise_kind, cfg.noise_rate)
+        y_noisy = np.asarray(nl.noisy, np.int32)
+        mask = np.asarray(nl.mask, bool)
+    else:
+        y_noisy, mask = y.copy(), np.zeros(n, bool)
+    mean, std = cdata.channel_stats(x)
+    realised = float(mask.mean())
+    info = {
+        "source": ds.source, "format": ds.format, "fingerprint": ds.fingerprint,
+        "n_train_available": int(n_all), "n_train": int(n), "n_test": int(ds.x_test.shape[0]),
+        "train_subset": cfg.train_subset is not None and n < n_all,
+        "noise_kind": cfg.noise_kind, "noise_rate": cfg.noise_rate, "noise_realised_rate": realised,
+        "n_noisy": int(mask.sum()), "channel_mean": mean.tolist(), "channel_std": std.tolist(),
+    }
+    return PreparedData(x, y_noisy, y, mask, ds.x_test, ds.y_test.astype(np.int32), mean, std, realised, info)
+
+
+# ----------------------------------------------------------------------------- model + optimizer
+
+
+def build_net(cfg: CifarConfig) -> ResNet18:
+    return ResNet18(num_classes=cdata.NUM_CLASSES, width=cfg.width, norm=cfg.norm, compute_dtype=cfg.compute_dtype)
+
+
+def steps_per_epoch(cfg: CifarConfig, n_train: int) -> int:
+    """Full batches per epoch (the last incomplete batch is dropped)."""
+    return n_train // cfg.batch_size
+
+
+def make_schedule(cfg: CifarConfig, total_steps: int) -> Callable:
+    """Learning-rate schedule :math:`\\eta_k` over ``total_steps`` steps."""
+    if cfg.schedule == "cosine":
+        return optax.cosine_decay_schedule(cfg.lr, max(total_steps, 1))
+    if cfg.schedule == "step":
+        return optax.piecewise_constant_schedule(cfg.lr, {int(0.5 * total_steps): 0.1, int(0.75 * total_steps): 0.1})
+    return optax.constant_schedule(cfg.lr)
+
+
+def make_optimizer(cfg: CifarConfig, total_steps: int) -> optax.GradientTransformation:
+    """``chain(add_decayed_weights(wd), sgd(schedule, momentum))``."""
+    return optax.chain(
+        optax.add_decayed_weights(cfg.weight_decay),
+        optax.sgd(make_schedule(cfg, total_steps), momentum=cfg.momentum if cfg.momentum > 0 else None),
+    )
+
+
+class TrainState(NamedTuple):
+    """params: Flax 'params' (float32); batch_stats: BatchNorm running stats ({} otherwise);
+    opt_state: optax state."""
+
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+
+
+def _cast_like(tree, like):
+    return jax.tree_util.tree_map(lambda a, b: a.astype(b.dtype), tree, like)
+
+
+def prop41_coefficients(net: ResNet18, params, X, t, rho: float) -> tuple[float, float]:
+    r"""Proposition 4.1 coefficients :math:`(\lambda_{\rm last}, \lambda_{\rm act})`, batch means.
+
+    Per example: :math:`s = \|p - e_t\|`, :math:`\hat r = (p - e_t)/s`,
+    :math:`J = \|\nabla_\theta\langle\hat r, f\rangle\|`, :math:`u = W_{\rm head}\hat r`,
+    :math:`q = \|\nabla_\theta\langle u, \phi\rangle\|^2/\|u\|^2`; then
+    :math:`\lambda_{\rm act} = \rho s/J`, :math:`\lambda_{\rm last} = \rho s q/J` (module doc).
+    ``X`` (n, 32, 32, 3) normalised float32 inputs, ``t`` (n,) int labels.
+    """
+    model = make_rules_model(net)
+
+    def one(x, ti):
+        logits = model.apply(params, x)
+        r = jax.nn.softmax(logits) - jax.nn.one_hot(ti, logits.shape[0], dtype=logits.dtype)
+        s = jnp.linalg.norm(r)
+        r_hat = r / jnp.maximum(s, 1e-30)
+        g_f = jax.grad(lambda p: jnp.vdot(r_hat, model.apply(p, x)))(params)
+        J = rules.safe_norm(g_f)
+        u = head_kernel(params) @ r_hat
+        g_phi = jax.grad(lambda p: jnp.vdot(u, model.features(p, x)))(params)
+        q = rules.safe_norm(g_phi) ** 2 / jnp.maximum(jnp.sum(u * u), 1e-30)
+        J = jnp.maximum(J, 1e-30)
+        return rho * s * q / J, rho * s / J
+
+    lam_last, lam_act = jax.jit(jax.vmap(one))(X, t)
+    return float(jnp.mean(lam_last)), float(jnp.mean(lam_act))
+
+
+class Trainer:
+    """Everything jitted for one config: train blocks, evaluation, metrics.
+
+    Randomness: ``k_init, k_train = split(fold_in(PRNGKey(seed), 2))``; epoch ``e`` (0-based)
+    shuffles with ``fold_in(k_train, 2 e)`` and augments step ``k`` with
+    ``fold_in(fold_in(k_train, 2 e + 1), k)``. Nothing depends on wall-clock or on how the
+    run was split into calls, so a resumed run repeats an uninterrupted one.
+    """
+
+    def __init__(self, cfg: CifarConfig, data: PreparedData):
+        self.cfg = cfg
+        self.data = data
+        self.net = build_net(cfg)
+        self.model = make_rules_model(self.net)
+        self.rule = RULE_OF_METHOD[cfg.method]
+        self.n_train = int(data.x_train.shape[0])
+        self.steps = steps_per_epoch(cfg, self.n_train)
+        if self.steps < 1:
+            raise _err("batch_size", f"({cfg.batch_size}) exceeds the number of training images ({self.n_train})")
+        self.total_steps = self.steps * cfg.epochs
+        self.schedule = make_schedule(cfg, self.total_steps)
+        self.tx = make_optimizer(cfg, self.total_steps)
+        self.k_init, self.k_train = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 2))
+        self.x_train = jnp.asarray(data.x_train)
+        self.y_noisy = jnp.asarray(data.y_noisy)
+        self.mean = jnp.asarray(data.mean)
+        self.std = jnp.asarray(data.std)
+        chunk = cfg.chunk_size if (cfg.chunk_size is not None and cfg.chunk_size < cfg.batch_size) else None
+        self.chunk = chunk
+        self.lam_last = cfg.lam_last
+        self.lam_act = cfg.lam_act
+        self._block_fns = {}
+        self._eval_fn = None
+
+    # -- state
+    def init_state(self) -> TrainState:
+        variables = init_variables(self.net, self.k_init)
+        params = variables["params"]
+        bstats = variables.get("batch_stats", {})
+        return TrainState(params, bstats, jax.jit(self.tx.init)(params))
+
+    def calibrate(self, state: TrainState) -> None:
+        """Fill in the Prop. 4.1 defaults of ``reg`` (only where the config leaves them None)."""
+        if self.cfg.method != "reg" or (self.lam_last is not None and self.lam_act is not None):
+            return
+        n = min(self.cfg.batch_size, self.n_train)
+        X = cdata.preprocess(None, self.x_train[:n], self.mean, self.std, train_augment=False)
+        lam_last, lam_act = prop41_coefficients(self.net, state.params, X, self.y_noisy[:n], self.cfg.rho)
+        if self.lam_last is None:
+            self.lam_last = lam_last
+        if self.lam_act is None:
+            self.lam_act = lam_act
+
+    # -- training
+    def _step(self, state: TrainState, inp):
+        idx, key = inp
+        cfg = self.cfg
+        X = cdata.preprocess(key, self.x_train[idx], self.mean, self.std, train_augment=cfg.augment)
+        t = self.y_noisy[idx]
+        params, bstats, opt_state = state
+        d = rules.direction(
+            self.rule, self.model, params, X, t, rho=cfg.rho,
+            lam_last=self.lam_last or 0.0, lam_act=self.lam_act or 0.0, chunk_size=self.chunk,
+        )
+        if cfg.norm == "batch":  # running statistics from the clean (unperturbed) batch only
+            _, upd = self.net.apply({"params": params, "batch_stats": bstats}, X, train=True, mutable=["batch_stats"])
+            bstats = _cast_like(upd["batch_stats"], bstats)
+        d = _cast_like(d, params)
+        updates, new_opt = self.tx.update(d, opt_state, params)
+        new_params = _cast_like(optax.apply_updates(params, _cast_like(updates, params)), params)
+        new_opt = _cast_like(new_opt, opt_state)
+        return TrainState(new_params, bstats, new_opt), None
+
+    def _block_fn(self, length: int):
+        if length not in self._block_fns:
+            def block(state, idx, keys):
+                return jax.lax.scan(self._step, state, (idx, keys))[0]
+
+            self._block_fns[length] = jax.jit(block, donate_argnums=0)
+        return self._block_fns[length]
+
+    def epoch_plan(self, epoch: int):
+        """(indices (steps, batch) int32, step keys) for 0-based ``epoch``."""
+        perm = jax.random.permutation(jax.random.fold_in(self.k_train, 2 * epoch), self.n_train)
+        idx = perm[: self.steps * self.cfg.batch_size].reshape(self.steps, self.cfg.batch_size).astype(jnp.int32)
+        k_aug = jax.random.fold_in(self.k_train, 2 * epoch + 1)
+        keys = jax.vmap(lambda k: jax.random.fold_in(k_aug, k))(jnp.arange(self.steps))
+        return idx, keys
+
+    def blocks(self):
+        """Block lengths covering one epoch: ``log_every``-step scans plus a remainder."""
+        b = min(self.cfg.log_every, self.steps)
+        out = [b] * (self.steps // b)
+        if self.steps % b:
+            out.append(self.steps % b)
+        return out
+
+    def compile(self, state: TrainState) -> float:
+        """Ahead-of-time compile the train blocks and the evaluation; returns seconds."""
+        t0 = time.perf_counter()
+        idx, keys = self.epoch_plan(0)
+        for length in sorted(set(self.blocks())):
+            fn = self._block_fn(length)
+            self._block_fns[length] = fn.lower(state, idx[:length], keys[:length]).compile()
+        self._logits(state, self.data.x_test[: self.cfg.eval_batch_size])
+        return time.perf_counter() - t0
+
+    def train_epoch(self, state: TrainState, epoch: int, progress: Callable | None = None) -> TrainState:
+        idx, keys = self.epoch_plan(epoch)
+        start = 0
+        for length in self.blocks():
+            state = self._block_fn(length)(state, idx[start : start + length], keys[start : start + length])
+            start += length
+            if progress is not None:
+                jax.block_until_ready(state.params)
+                progress(start, self.steps)
+        jax.block_until_ready(state.params)
+        return state
+
+    # -- evaluation
+    def _logits(self, state: TrainState, x_uint8: np.ndarray):
+        """(logits (n, 10) float64, feature norms (n,)) in eval mode, batched with padding."""
+        if self._eval_fn is None:
+            net = self.net
+
+            def ev(variables, xb, mean, std):
+                X = cdata.preprocess(None, xb, mean, std, train_augment=False)
+                logits, phi = net.apply(variables, X, train=False, method=ResNet18.logits_and_features)
+                return logits, jnp.sqrt(jnp.sum(jnp.square(phi), axis=-1))
+
+            self._eval_fn = jax.jit(ev)
+        variables = {"params": state.params}
+        if self.cfg.norm == "batch":
+            variables["batch_stats"] = state.batch_stats
+        bs = self.cfg.eval_batch_size
+        n = x_uint8.shape[0]
+        logits, norms = [], []
+        for s in range(0, n, bs):
+            xb = x_uint8[s : s + bs]
+            m = xb.shape[0]
+            if m < bs:
+                xb = np.concatenate([xb, np.zeros((bs - m,) + xb.shape[1:], xb.dtype)])
+            lg, nm = self._eval_fn(variables, jnp.asarray(xb), self.mean, self.std)
+            logits.append(np.asarray(lg, np.float64)[:m])
+            norms.append(np.asarray(nm, np.float64)[:m])
+        return np.concatenate(logits), np.concatenate(norms)
+
+    def evaluate(self, state: TrainState) -> dict:
+        """Per-epoch metrics (module doc of :mod:`linsam.cifar` / docs/cifar.md for the list)."""
+        d = self.data
+        n_eval = self.n_train if self.cfg.eval_train_size is None else min(self.cfg.eval_train_size, self.n_train)
+        lt, _ = self._logits(state, d.x_test)
+        lr_, fn = self._logits(state, d.x_train[:n_eval])
+        yn, yc, mask = d.y_noisy[:n_eval], d.y_clean[:n_eval], d.noise_mask[:n_eval]
+
+        def loss_acc(logits, y):
+            lse = np.logaddexp.reduce(logits, axis=1)
+            loss = lse - logits[np.arange(len(y)), y]
+            return loss, (np.argmax(logits, axis=1) == y)
+
+        test_loss, test_hit = loss_acc(lt, d.y_test)
+        tr_loss, tr_hit = loss_acc(lr_, yn)
+        _, tr_hit_true = loss_acc(lr_, yc)
+        mean_or_nan = lambda a: float(np.mean(a)) if a.size else float("nan")  # noqa: E731
+        return {
+            "test_acc": mean_or_nan(test_hit),
+            "test_loss": mean_or_nan(test_loss),
+            "train_acc": mean_or_nan(tr_hit),
+            "train_loss": mean_or_nan(tr_loss),
+            "train_acc_clean": mean_or_nan(tr_hit[~mask]),
+            "train_acc_noisy": mean_or_nan(tr_hit[mask]),
+            "train_acc_noisy_true": mean_or_nan(tr_hit_true[mask]),
+            "train_loss_clean": mean_or_nan(tr_loss[~mask]),
+            "train_loss_noisy": mean_or_nan(tr_loss[mask]),
+            "last_layer_norm": float(jnp.linalg.norm(head_kernel(state.params))),
+            "feature_norm": mean_or_nan(fn),
+            "n_eval_train": int(n_eval),
+        }
+
+
+# ----------------------------------------------------------------------------- checkpoints, results
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON through a temporary file and ``os.replace`` (never a half-written file)."""
+    _atomic_write_bytes(Path(path), (json.dumps(obj, indent=1, allow_nan=True) + "\n").encode())
+
+
+def save_checkpoint(path: Path, state: TrainState, meta: dict) -> None:
+    """All leaves of ``state`` plus a JSON ``meta`` (epoch, metrics, hash), atomically."""
+    import io
+
+    leaves = jax.tree_util.tree_leaves(state)
+    buf = io.BytesIO()
+    np.savez(buf, meta=np.asarray(json.dumps(meta)), **{f"leaf_{i}": np.asarray(a) for i, a in enumerate(leaves)})
+    _atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path: Path, template: TrainState) -> tuple[TrainState, dict]:
+    """Inverse of :func:`save_checkpoint`; shapes/dtypes are checked against ``template``."""
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        n = sum(1 for k in z.files if k.startswith("leaf_"))
+        if n != len(leaves):
+            raise ValueError(f"checkpoint {path} has {n} arrays, the model needs {len(leaves)}")
+        new = []
+        for i, ref in enumerate(leaves):
+            a = z[f"leaf_{i}"]
+            if a.shape != np.shape(ref) or a.dtype != np.asarray(ref).dtype:
+                raise ValueError(f"checkpoint {path}: array {i} is {a.dtype}{a.shape}, expected "
+                                 f"{np.asarray(ref).dtype}{np.shape(ref)}")
+            new.append(jnp.asarray(a))
+    return jax.tree_util.tree_unflatten(treedef, new), meta
+
+
+def summarize(epochs: list[dict]) -> dict:
+    """Peak test accuracy and its (1-based) epoch, final values, mean time per epoch."""
+    if not epochs:
+        return {"peak_test_acc": None, "peak_epoch": None, "final_test_acc": None, "completed_epochs": 0,
+                "mean_epoch_time_s": None}
+    accs = [e["test_acc"] for e in epochs]
+    i = int(np.nanargmax(accs))
+    times = [e["epoch_time_s"] for e in epochs if e.get("epoch_time_s") is not None]
+    return {
+        "peak_test_acc": accs[i],
+        "peak_epoch": epochs[i]["epoch"],
+        "final_test_acc": accs[-1],
+        "completed_epochs": len(epochs),
+        "mean_epoch_time_s": float(np.mean(times)) if times else None,
+        "peak_train_acc_noisy": epochs[i]["train_acc_noisy"],
+        "final_train_acc_noisy": epochs[-1]["train_acc_noisy"],
+    }
+
+
+def device_description() -> str:
+    devs = jax.devices()
+    kinds = sorted({getattr(d, "device_kind", d.platform) for d in devs})
+    return f"{len(devs)} x {', '.join(kinds)} ({devs[0].platform}); host {platform.node() or 'unknown'}, " \
+           f"{os.cpu_count()} CPUs"
+
+
+def _versions() -> dict:
+    import flax
+
+    return {"linsam": linsam.__version__, "jax": jax.__version__, "flax": flax.__version__,
+            "optax": optax.__version__, "python": platform.python_version()}
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _fmt_progress(method, epoch, epochs, step, steps, t0):
+    rate = step / max(time.perf_counter() - t0, 1e-9)
+    return f"[{method}] epoch {epoch}/{epochs} step {step}/{steps} ({rate:.1f} steps/s)"
+
+
+def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike, *, fresh: bool = False,
+               stop_after_epochs: int | None = None, verbose: bool = True, extra_info: dict | None = None) -> dict:
+    """Train one method, checkpointing each epoch in ``out_dir``; returns its results dict.
+
+    Resumes from ``out_dir/checkpoint.npz`` when its config hash matches (``fresh=True``
+    starts over). ``stop_after_epochs`` ends this call after that many new epochs (a
+    simulated interruption; the checkpoint lets a later call continue). ``out_dir/results.json``
+    is rewritten atomically after every epoch.
+    """
+    cfg = validate_config(cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    say = print if verbose else (lambda *a, **k: None)
+    chash = config_hash(cfg, data.info["fingerprint"])
+    ckpt = out / "checkpoint.npz"
+    trainer = Trainer(cfg, data)
+    state = trainer.init_state()
+    epochs_done: list[dict] = []
+    meta_extra = {}
+    if ckpt.exists() and not fresh:
+        try:
+            loaded, meta = load_checkpoint(ckpt, state)
+        except Exception as err:
+            raise ValueError(f"cannot resume from {ckpt}: {err}; use --fresh to start over") from err
+        if meta.get("config_hash") != chash:
+            raise ValueError(f"{ckpt} belongs to a run with a different configuration (hash {meta.get('config_hash')} "
+                             f"!= {chash}); use --fresh to overwrite it or choose another --out")
+        state, epochs_done = loaded, meta["epochs"]
+        trainer.lam_last, trainer.lam_act = meta.get("lam_last"), meta.get("lam_act")
+        meta_extra = meta.get("compile", {})
+        say(f"[{cfg.method}] resuming after epoch {len(epochs_done)} from {ckpt}", flush=True)
+    elif fresh and ckpt.exists():
+        ckpt.unlink()
+    if not epochs_done:
+        trainer.calibrate(state)
+    status = "completed" if len(epochs_done) >= cfg.epochs else "running"
+
+    def results(status_now, compile_s=None):
+        return {
+            "schema": SCHEMA,
+            "method": cfg.method,
+            "rule": trainer.rule,
+            "status": status_now,
+            "config": config_dict(cfg),
+            "config_hash": chash,
+            "versions": _versions(),
+            "linsam_version": linsam.__version__,
+            "device": device_description(),
+            "data": data.info,
+            "model": {"arch": "resnet18-cifar", "width": cfg.width, "norm": cfg.norm,
+                      "compute_dtype": cfg.compute_dtype, "n_params": count_params(state.params)},
+            "steps_per_epoch": trainer.steps,
+            "lam_last": trainer.lam_last, "lam_act": trainer.lam_act,
+            "compile_s": compile_s if compile_s is not None else meta_extra.get("compile_s"),
+            "epochs": epochs_done,
+            "summary": summarize(epochs_done),
+            **(extra_info or {}),
+        }
+
+    compile_s = None
+    if status != "completed":
+        say(f"[{cfg.method}] {trainer.n_train} train images ({data.info['n_noisy']} noisy, realised noise rate "
+            f"{data.realised_rate:.4f}), {trainer.steps} steps/epoch, {cfg.epochs} epochs; compiling ...", flush=True)
+        compile_s = trainer.compile(state)
+        meta_extra = {"compile_s": compile_s}
+        say(f"[{cfg.method}] compiled in {compile_s:.1f}s", flush=True)
+    new_epochs = 0
+    last_epoch_cost = 0.0
+    while len(epochs_done) < cfg.epochs:
+        if stop_after_epochs is not None and new_epochs >= stop_after_epochs:
+            status = "interrupted"
+            break
+        elapsed = time.perf_counter() - t_start
+        if cfg.time_limit_s is not None and new_epochs > 0 and elapsed + last_epoch_cost > cfg.time_limit_s:
+            status = "time_limit"
+            say(f"[{cfg.method}] stopping: the next epoch would pass --time-limit {cfg.time_limit_s:.0f}s", flush=True)
+            break
+        e = len(epochs_done)
+        t0 = time.perf_counter()
+        prog = (lambda s, n: say(_fmt_progress(cfg.method, e + 1, cfg.epochs, s, n, t0), flush=True)) \
+            if verbose and len(trainer.blocks()) > 1 else None
+        state = trainer.train_epoch(state, e, prog)
+        t1 = time.perf_counter()
+        m = trainer.evaluate(state)
+        t2 = time.perf_counter()
+        m = {"epoch": e + 1, "step": (e + 1) * trainer.steps,
+             "lr": float(trainer.schedule((e + 1) * trainer.steps - 1)), **m,
+             "epoch_time_s": t1 - t0, "eval_time_s": t2 - t1}
+        epochs_done.append(m)
+        new_epochs += 1
+        last_epoch_cost = t2 - t0
+        save_checkpoint(ckpt, state, {"config_hash": chash, "epochs": epochs_done, "lam_last": trainer.lam_last,
+                                      "lam_act": trainer.lam_act, "compile": meta_extra})
+        status = "completed" if len(epochs_done) >= cfg.epochs else "running"
+        write_json_atomic(out / "results.json", results(status, compile_s))
+        say(f"[{cfg.method}] epoch {e + 1}/{cfg.epochs}: test acc {m['test_acc']:.4f}  train acc clean "
+            f"{m['train_acc_clean']:.4f} noisy(fit) {m['train_acc_noisy']:.4f}  train loss {m['train_loss']:.4f}  "
+            f"|W_last| {m['last_layer_norm']:.3f} |phi| {m['feature_norm']:.3f}  {m['epoch_time_s']:.1f}s",
+            flush=True)
+    res = results(status, compile_s)
+    write_json_atomic(out / "results.json", res)
+    return res
+
+
+def aggregate(out_dir: str | os.PathLike, methods: list[str] | None = None) -> dict:
+    """Combine ``out_dir/<method>/results.json`` into ``out_dir/results.json`` (atomic).
+
+    Schema (docs/cifar.md): ``methods[<name>]`` has ``peak_test_acc``, ``peak_epoch``,
+    ``final_test_acc``, ``completed_epochs``, ``mean_epoch_time_s``, ``status`` and the full
+    per-epoch list ``epochs``; ``gaps`` has ``<m>_minus_sgd`` peak differences.
+    """
+    out = Path(out_dir)
+    runs = {}
+    for sub in sorted(out.iterdir()) if out.exists() else []:
+        f = sub / "results.json"
+        if sub.is_dir() and f.exists() and (methods is None or sub.name in methods):
+            runs[sub.name] = json.loads(f.read_text())
+    order = [m for m in METHODS if m in runs]
+    agg = {
+        "schema": SCHEMA + "+aggregate",
+        "linsam_version": linsam.__version__,
+        "versions": _versions(),
+        "device": device_description(),
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "methods": {},
+        "gaps": {},
+    }
+    for m in order:
+        r = runs[m]
+        agg["methods"][m] = {**r["summary"], "status": r["status"], "config": r["config"], "data": r["data"],
+                             "model": r["model"], "lam_last": r.get("lam_last"), "lam_act": r.get("lam_act"),
+                             "compile_s": r.get("compile_s"), "preset": r.get("preset"), "device": r.get("device"),
+                             "epochs": r["epochs"]}
+    base = agg["methods"].get("sgd", {}).get("peak_test_acc")
+    for m, r in agg["methods"].items():
+        if m != "sgd" and base is not None and r.get("peak_test_acc") is not None:
+            agg["gaps"][f"{m}_minus_sgd"] = r["peak_test_acc"] - base
+    write_json_atomic(out / "results.json", agg)
+    return agg
+
+
+def run(configs: list[CifarConfig], out_dir: str | os.PathLike, *, data_path=None, fresh: bool = False,
+        stop_after_epochs: int | None = None, verbose: bool = True, plot: bool = True,
+        dataset: cdata.CIFAR10 | None = None, extra_info: dict | None = None) -> dict:
+    """Run several methods (one config each, same data and noise) into ``out_dir/<method>/``.
+
+    Loads the data once (``dataset`` to pass arrays directly, e.g. in tests), writes the
+    aggregate ``out_dir/results.json`` after each method and, with ``plot``, the figure
+    ``out_dir/curves.png``. Returns the aggregate dict.
+    """
+    configs = [validate_config(c) for c in configs]
+    names = [c.method for c in configs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--method lists a method twice: {names}")
+    base = {k: v for k, v in config_dict(configs[0]).items() if k not in ("method", "lam_last", "lam_act")}
+    for c in configs[1:]:
+        d = {k: v for k, v in config_dict(c).items() if k not in ("method", "lam_last", "lam_act", "time_limit_s")}
+        b = {k: v for k, v in base.items() if k != "time_limit_s"}
+        if d != b:
+            raise ValueError("all methods of one run must share the data/noise/training settings")
+    out = Path(out_dir)
+    if dataset is None:
+        cdata.check_data_path(data_path)
+        dataset = cdata.load_cifar10(data_path, verbose=verbose)
+    prepared = prepare_data(dataset, configs[0])
+    if verbose:
+        print(f"[cifar] {prepared.info['n_train']} train / {prepared.info['n_test']} test images from "
+              f"{prepared.info['source']}; noise {configs[0].noise_kind} p={configs[0].noise_rate}: realised rate "
+              f"{prepared.realised_rate:.4f} ({prepared.info['n_noisy']} flipped); device {device_description()}",
+              flush=True)
+    agg = None
+    for c in configs:
+        run_method(c, prepared, out / c.method, fresh=fresh, stop_after_epochs=stop_after_epochs,
+                   verbose=verbose, extra_info=extra_info)
+        agg = aggregate(out, names)
+        if plot:
+            from linsam.cifar.plot import plot_curves
+
+            plot_curves(agg, out / "curves.png")
+    if verbose and agg is not None:
+        for m, r in agg["methods"].items():
+            print(f"[cifar] {m}: peak test acc {r['peak_test_acc']:.4f} at epoch {r['peak_epoch']} "
+                  f"({r['completed_epochs']} epochs, {r['status']})", flush=True)
+    return agg

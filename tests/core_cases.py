@@ -1,0 +1,56 @@
+"""Random problem instances shared by the core tests (models x shapes x margin regimes)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from linsam import dln, logreg, rules, softmax
+
+# (n, d, h): includes n = 1, d = 1, h = 1 (each new shape costs a compile of every rule).
+SHAPES = [(7, 5, 3), (1, 3, 1), (5, 1, 2)]
+K = 3  # classes for the softmax model
+RHOS = [0.05, 0.7]
+
+
+def tree_rel_err(a, b) -> float:
+    """||a - b|| / max(||a||, ||b||, tiny) over a pytree (the exact-identity tier's metric)."""
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    assert len(la) == len(lb)
+    diff = np.sqrt(sum(float(np.sum((np.asarray(x) - np.asarray(y)) ** 2)) for x, y in zip(la, lb)))
+    na = np.sqrt(sum(float(np.sum(np.asarray(x) ** 2)) for x in la))
+    nb = np.sqrt(sum(float(np.sum(np.asarray(y) ** 2)) for y in lb))
+    return diff / max(na, nb, 1e-300)
+
+
+def make_problem(model_name: str, key, n: int, d: int, h: int, margin_scale: float = 1.0, dtype=jnp.float64):
+    """Returns (closed-form module, generic Model, params, X, t)."""
+    kx, kt, kp = jax.random.split(key, 3)
+    X = jax.random.normal(kx, (n, d), dtype)
+    if model_name == "logreg":
+        t = jnp.where(jax.random.bernoulli(kt, 0.5, (n,)), 1.0, -1.0).astype(dtype)
+        w = margin_scale * jax.random.normal(kp, (d,), dtype)
+        return logreg, logreg.MODEL, w, X, t
+    if model_name == "dln":
+        t = jnp.where(jax.random.bernoulli(kt, 0.5, (n,)), 1.0, -1.0).astype(dtype)
+        p = dln.init(kp, d, h, scale=1.0, dtype=dtype)
+        # margin_scale multiplies f: scale both layers by sqrt(margin_scale).
+        s = np.sqrt(margin_scale)
+        return dln, dln.MODEL, dln.DLNParams(s * p.v, s * p.W), X, t
+    if model_name == "softmax":
+        t = jax.random.randint(kt, (n,), 0, K)
+        W = margin_scale * jax.random.normal(kp, (K, d), dtype)
+        return softmax, softmax.make_model(K), W, X, t
+    raise ValueError(model_name)
+
+
+MODELS = ("logreg", "softmax", "dln")
+
+
+def closed_direction(module, method, params, X, t, rho, lam_last=0.3, lam_act=0.2):
+    return module.direction(method, params, X, t, rho=rho, lam_last=lam_last, lam_act=lam_act)
+
+
+def autodiff_direction(model, method, params, X, t, rho, lam_last=0.3, lam_act=0.2, chunk_size=None):
+    return rules.direction(method, model, params, X, t, rho=rho, lam_last=lam_last, lam_act=lam_act, chunk_size=chunk_size)

@@ -1,0 +1,79 @@
+"""Closed form == generic autodiff for every (model, rule), float64.
+
+Tolerance tier: exact identity. Both sides compute the same real number by different
+float64 operation orders, so the relative error (pytree norm) is a few ulps times the
+condition of the sum; 1e-10 leaves 5 orders of margin.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from linsam import dln, logreg, rules, softmax
+
+from core_cases import MODELS, RHOS, SHAPES, autodiff_direction, closed_direction, make_problem, tree_rel_err
+
+RTOL = 1e-10
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "n%d-d%d-h%d" % s)
+def test_closed_form_equals_autodiff(model_name, shape, getkey):
+    n, d, h = shape
+    # Two moderate-margin trials and one large-margin trial (|z| up to ~50) per shape.
+    for trial, margin_scale in enumerate((1.0, 1.0, 8.0)):
+        module, model, params, X, t = make_problem(model_name, getkey(), n, d, h, margin_scale)
+        for rho in RHOS:
+            for method in rules.METHODS:
+                a = closed_direction(module, method, params, X, t, rho)
+                b = autodiff_direction(model, method, params, X, t, rho)
+                err = tree_rel_err(a, b)
+                assert err <= RTOL, (
+                    f"closed form vs autodiff differ for model={model_name} method={method} "
+                    f"n,d,h={shape} rho={rho} trial={trial} {getkey!r}: rel err {err:.3e}"
+                )
+
+
+def test_large_margins_are_really_large(getkey):
+    """The 'large-margin' cases reach sigmoid(-|z|) ~ 1e-10 territory (guards the test itself)."""
+    module, model, w, X, t = make_problem("logreg", getkey(), 7, 5, 3, 8.0)
+    assert float(jnp.max(jnp.abs(logreg.margins(w, X, t)))) > 20
+
+
+@pytest.mark.parametrize("model_name", MODELS)
+@pytest.mark.parametrize("method", ["one_sam", "lsam", "jsam", "jreg"])
+def test_chunked_equals_unchunked(model_name, method, getkey):
+    """Memory-bounded chunking (vmap inside lax.map, padded last chunk) changes only rounding."""
+    module, model, params, X, t = make_problem(model_name, getkey(), 7, 4, 2)
+    full = autodiff_direction(model, method, params, X, t, 0.3)
+    for chunk in (1, 3, 7, 50):
+        chunked = autodiff_direction(model, method, params, X, t, 0.3, chunk_size=chunk)
+        assert tree_rel_err(full, chunked) <= RTOL, (model_name, method, chunk)
+
+
+def test_a_wrong_closed_form_is_caught(getkey):
+    """The comparison can fail: perturbing the closed form's rho by 1e-6 is detected."""
+    module, model, w, X, t = make_problem("logreg", getkey(), 7, 5, 3)
+    a = logreg.one_sam(w, X, t, 0.3 + 1e-6)
+    b = rules.one_sam(model, w, X, t, 0.3)
+    assert tree_rel_err(a, b) > RTOL
+
+
+def test_per_example_weights_reproduce_rules(getkey):
+    """rule(w) = (1/n) sum_i a_i grad l_i(w) with the Lemma 3.1 / n-SAM weights."""
+    module, model, w, X, t = make_problem("logreg", getkey(), 9, 4, 1)
+    grads = rules.per_example_grads(model, w, X, t)  # (n, d)
+    for method, rule in (("one_sam", logreg.one_sam), ("nsam", logreg.nsam)):
+        a = logreg.per_example_weights(w, X, t, 0.4, method=method)
+        recon = jnp.mean(a[:, None] * grads, axis=0)
+        assert tree_rel_err(recon, rule(w, X, t, 0.4)) <= RTOL, method
+
+
+def test_one_sam_weight_matches_definition():
+    z = jnp.linspace(-30.0, 30.0, 61)
+    for C in (0.1, 1.0, 3.0):
+        direct = jax.nn.sigmoid(-z + C) / jax.nn.sigmoid(-z)
+        np.testing.assert_allclose(logreg.one_sam_weight(z, C), direct, rtol=1e-12)
+    # Stable where the naive ratio is 0/0: z = 800 gives sigmoid(-z) = 0 in float64.
+    assert np.isclose(float(logreg.one_sam_weight(800.0, 2.0)), np.exp(2.0), rtol=1e-12)

@@ -7,6 +7,7 @@ from linsam._src.rules import (  # noqa: F401
     batch_loss,
     binary_logistic_loss,
     direction,
+    dispatch_kernel,
     example_loss,
     gd,
     jacobian_penalty,

@@ -45,7 +45,7 @@ from linsam._src import rules as _rules
 from linsam._src import validate
 
 __all__ = [
-    "DLNParams", "MODEL", "RULES", "f", "loss", "margins", "init", "gd", "nsam", "one_sam", "lsam", "jsam",
+    "DLNParams", "MODEL", "RULES", "KERNELS", "f", "loss", "margins", "init", "gd", "nsam", "one_sam", "lsam", "jsam",
     "jreg", "jreg_fixed", "direction", "jacobian_norm", "jsam_penalty", "perturbed_logit", "hidden",
 ]
 

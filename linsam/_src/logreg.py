@@ -36,7 +36,7 @@ from linsam._src import rules as _rules
 from linsam._src import validate
 
 __all__ = [
-    "MODEL", "RULES", "f", "loss", "margins", "init", "gd", "nsam", "one_sam", "lsam", "jsam", "jreg",
+    "MODEL", "RULES", "KERNELS", "f", "loss", "margins", "init", "gd", "nsam", "one_sam", "lsam", "jsam", "jreg",
     "jreg_fixed", "direction", "one_sam_weight", "per_example_weights", "per_example_grad_norms",
 ]
 

@@ -382,3 +382,15 @@ def dispatch(rules: dict, method: str, params, X, t, *, rho=0.0, lam_last=0.0, l
     if method == "jreg_fixed":
         return rules["jreg_fixed"](params, X, t, lam_last=lam_last, lam_act=lam_act)
     return rules[method](params, X, t, rho)
+
+
+def dispatch_kernel(kernels: dict, method: str, params, X, t, *, rho=0.0, lam_last=0.0, lam_act=0.0):
+    """Call a closed-form module's unvalidated kernel by name (for scan loops and vmap sweeps).
+
+    ``method`` must be a Python string (static); ``rho`` and the lambdas may be traced.
+    """
+    if method == "gd":
+        return kernels["gd"](params, X, t)
+    if method == "jreg_fixed":
+        return kernels["jreg_fixed"](params, X, t, lam_last, lam_act)
+    return kernels[method](params, X, t, rho)

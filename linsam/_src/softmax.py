@@ -32,7 +32,7 @@ from linsam._src import rules as _rules
 from linsam._src import validate
 
 __all__ = [
-    "MODEL", "RULES", "f", "loss", "init", "gd", "nsam", "one_sam", "lsam", "jsam", "jreg", "jreg_fixed",
+    "MODEL", "RULES", "KERNELS", "f", "loss", "init", "gd", "nsam", "one_sam", "lsam", "jsam", "jreg", "jreg_fixed",
     "direction", "logit_scale", "perturbed_logits", "make_model",
 ]
 

@@ -16,8 +16,8 @@ the Jacobian moves by :math:`\nabla f(w+\epsilon) - \nabla f(w) = -\rho\, t\,\na
     R = \rho\,\bigl[\sigma(-t f(w+\epsilon)) - \sigma(-t f)\bigr]\,\nabla J
       = \rho^2\,\sigma(tf)\sigma(-tf)\,J\,\nabla J + O(\rho^3),\qquad \|\nabla J\| = \|x\|.
 
-L-SAM is a per-example reweighting as in D1 with :math:`C = \rho J - \rho^2\|x\|^2 z/J^2`
-(:math:`z = tf` the margin): the logit-scale effect with :math:`\rho J` in the role of :math:`\rho\|x\|`.
+L-SAM is a per-example reweighting as in D1 with :math:`C = \rho J - \rho^2\|x\|^2 m/J^2`
+(:math:`m = tf` the margin): the logit-scale effect with :math:`\rho J` in the role of :math:`\rho\|x\|`.
 """
 
 from __future__ import annotations
@@ -51,8 +51,10 @@ def derive() -> SimpleNamespace:
     R = [a - b - c + e for a, b, c, e in zip(one_sam, lsam, jsam, gd)]
     f_eps_closed = f - rho * t * J + rho**2 * d.xn2 * f / J**2
     R_closed = [rho * (sigmoid(-t * f_eps_closed) - sigmoid(-t * f)) * g for g in d.grad_J]
+    R_struct = [rho * (sigmoid(-t * f_eps) - sigmoid(-t * f)) * g for g in d.grad_J]
     margin = t * f
-    lsam_weight = sigmoid(-margin + rho * J - rho**2 * d.xn2 * margin / J**2) / sigmoid(-margin)
+    shift = rho * J - rho**2 * d.xn2 * margin / J**2  # C in the L-SAM weight
+    lsam_weight = sigmoid(-margin + shift) / sigmoid(-margin)
     # Gram-level (dimension-free) version of f(w + eps): vectors in R^h spanned by v and z = Wx
     a, b, c = (sp.Symbol(n, positive=True) for n in ("a", "b", "c"))  # ||v||^2, ||x||^2, ||Wx||^2
     fg = sp.Symbol("f", real=True)                                     # <v, Wx>
@@ -66,7 +68,8 @@ def derive() -> SimpleNamespace:
     h = sigmoid(-t * f_eps_closed) - sigmoid(-t * f)
     return SimpleNamespace(
         d5=d, f_eps=f_eps, grad_f_eps=grad_f_eps, one_sam=one_sam, lsam=lsam, jsam=jsam, gd=gd, R=R,
-        f_eps_closed=f_eps_closed, R_closed=R_closed, lsam_weight=lsam_weight, f_eps_gram=f_eps_gram,
+        f_eps_closed=f_eps_closed, R_closed=R_closed, R_struct=R_struct, lsam_weight=lsam_weight,
+        shift=shift, margin=margin, f_eps_gram=f_eps_gram,
         f_eps_gram_closed=fg - rho * t * Jg + rho**2 * b * fg / Jg**2, gram_syms=(a, b, c, fg), h=h,
         cases=d.cases,
     )
@@ -92,8 +95,9 @@ def steps() -> list[Step]:
         Step(r"$R := \text{1-SAM} - \text{L-SAM} - \text{J-SAM} + \text{SGD} = "
              r"\rho\,[\sigma(-tf(w+\epsilon)) - \sigma(-tf)]\,\nabla J$ exactly.",
              r"all four rules built from the definitions (logit scale / Jacobian at $w$ or $w+\epsilon$); "
-             r"difference simplifies to 0 for $t = \pm 1$",
-             lambda: prove_equal(s.R, s.R_closed, s.cases)),
+             r"difference to $\rho[\sigma(-tf(w+\epsilon)) - \sigma(-tf)]\nabla J$ simplifies to 0 for "
+             r"$t = \pm 1$, with $f(w+\epsilon)$ as derived (its closed form is claim 1)",
+             lambda: prove_equal(s.R, s.R_struct, s.cases)),
         Step(r"$\|\nabla J\|^2 = \|x\|^2$.",
              r"$\nabla J$ by `sympy.diff`; difference simplifies to 0",
              lambda: prove_equal(sum(g**2 for g in d.grad_J), d.xn2)),
@@ -103,10 +107,12 @@ def steps() -> list[Step]:
              r"`sympy.diff` in $\rho$ at $\rho = 0$; differences simplify to 0 for $t = \pm 1$",
              lambda: prove_equal(s.h.subs(rho, 0), 0)
              and prove_equal(sp.diff(s.h, rho).subs(rho, 0), sigmoid(t * f) * sigmoid(-t * f) * J, s.cases)),
-        Step(r"L-SAM is a per-example reweighting: $\text{L-SAM} = \dfrac{\sigma(-z + \rho J - \rho^2\|x\|^2 z/J^2)}"
-             r"{\sigma(-z)}\nabla\ell$, $z = tf$ (D1's weight with $C \approx \rho J$).",
-             r"difference simplifies to 0 for $t = \pm 1$",
-             lambda: prove_equal(s.lsam, [s.lsam_weight * g for g in s.gd], s.cases)),
+        Step(r"L-SAM is a per-example reweighting: $\text{L-SAM} = \dfrac{\sigma(-m + \rho J - \rho^2\|x\|^2 m/J^2)}"
+             r"{\sigma(-m)}\nabla\ell$ with the margin $m = tf$ (D1's weight with $C \approx \rho J$).",
+             r"L-SAM $= \frac{\sigma(-tf(w+\epsilon))}{\sigma(-tf)}\nabla\ell$ (difference simplifies to 0), "
+             r"and $-t\,(f - \rho tJ + \rho^2\|x\|^2f/J^2) = -m + \rho J - \rho^2\|x\|^2m/J^2$ for $t = \pm 1$ (claim 1)",
+             lambda: prove_equal(s.lsam, [sigmoid(-t * s.f_eps) / sigmoid(-t * f) * g for g in s.gd], s.cases)
+             and prove_equal(-t * s.f_eps_closed, -s.margin + s.shift, s.cases)),
     ]
 
 
@@ -152,7 +158,7 @@ def render() -> str:
         r"logit-scale effect and the Jacobian effect add. A test fits the slope of "
         r"$\log\|R\|$ against $\log\rho$ with linsam's closed forms and finds 2.",
         r"5. **L-SAM.** L-SAM keeps $\nabla f(w)$ and moves only the logit scale, so it is D1's reweighting "
-        r"with margin shift $C = \rho J - \rho^2\|x\|^2 z/J^2$, $z = tf$: every example is up-weighted "
+        r"with margin shift $C = \rho J - \rho^2\|x\|^2 m/J^2$ ($m = tf$ the margin): every example is up-weighted "
         r"(for small $\rho$), confident ones more (D2).",
         "",
         render_claims(steps()),

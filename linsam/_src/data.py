@@ -783,3 +783,49 @@ def sample_multiclass(
     X, y = _sample_jit(k_data, mixture, n, None if dtype is None else jnp.dtype(dtype))
     lab = transition_noise(k_noise, y, T) if T is not None else symmetric_noise(k_noise, y, rate, mixture.num_classes, exact=exact)
     return Dataset(X, lab.clean, lab.noisy, lab.mask, lab.rate)
+
+
+# ----------------------------------------------------------------------------- config-level description
+
+MIXTURE_KINDS = ("isotropic", "anisotropic", "signal_noise")
+
+
+class MixtureSpec(NamedTuple):
+    r"""A static, hashable description of a binary mixture (what a TOML ``[data]`` table holds).
+
+    Attributes:
+      kind: ``"isotropic"`` (:func:`isotropic_mixture`), ``"anisotropic"``
+        (:func:`anisotropic_mixture` with :func:`power_law_spectrum`) or ``"signal_noise"``
+        (:func:`signal_noise_mixture`).
+      d: input dimension.
+      mean_norm: :math:`\|\mu\|` (``signal`` for ``signal_noise``).
+      sigma: per-coordinate noise std: isotropic :math:`\sigma`; anisotropic: the spectrum
+        has trace :math:`d\sigma^2`; signal_noise: ``noise_std``.
+      alpha: power-law exponent of the anisotropic spectrum, :math:`\lambda_k\propto k^{-\alpha}`.
+      mean_coords: anisotropic only: eigen-directions (0 = largest variance) that carry ``mu``.
+      num_signal, signal_std: signal_noise only.
+    """
+
+    kind: str = "isotropic"
+    d: int = 100
+    mean_norm: float = 1.0
+    sigma: float = 1.0
+    alpha: float = 1.0
+    mean_coords: tuple = (0,)
+    num_signal: int = 1
+    signal_std: float = 0.0
+
+    def build(self) -> GaussianMixture:
+        """The :class:`GaussianMixture` (validates every field)."""
+        if self.kind not in MIXTURE_KINDS:
+            raise ValueError(f"data.kind must be one of {', '.join(MIXTURE_KINDS)}; got {self.kind!r}")
+        check_positive_int(self.d, "data.d")
+        if self.kind == "isotropic":
+            return isotropic_mixture(self.d, self.mean_norm, self.sigma)
+        if self.kind == "anisotropic":
+            check_positive(self.sigma, "data.sigma")
+            spectrum = power_law_spectrum(self.d, self.alpha, trace=self.d * self.sigma**2)
+            return anisotropic_mixture(spectrum, self.mean_norm, mean_coords=list(self.mean_coords))
+        return signal_noise_mixture(
+            self.d, num_signal=self.num_signal, signal=self.mean_norm, signal_std=self.signal_std, noise_std=self.sigma
+        )

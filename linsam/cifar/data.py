@@ -24,7 +24,8 @@ On device, a batch of uint8 images becomes the network input
 with :math:`\mu, \sigma` the per-channel mean and standard deviation of the training
 images (:func:`channel_stats`) and ``aug`` the standard CIFAR augmentation: zero-pad 4
 pixels, take a random 32x32 crop, flip horizontally with probability 1/2
-(:func:`augment`); ``augment=False`` switches it off.
+(:func:`apply_augmentation`, run on the device inside the training step); ``augment=False``
+switches it off.
 """
 
 from __future__ import annotations
@@ -438,29 +439,43 @@ def channel_stats(x_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def augment(key, x: jax.Array, *, padding: int = 4, flip: bool = True) -> jax.Array:
-    """Random ``padding``-pixel zero-padded crop and random horizontal flip, per example.
+def apply_augmentation(x: jax.Array, offsets: jax.Array, flips: jax.Array, *, padding: int = 4) -> jax.Array:
+    """Zero-pad by ``padding``, crop at ``offsets`` (n, 2) in [0, 2 padding], flip where ``flips``.
 
-    ``x``: (n, H, W, C) float images in [0, 1]; returns the same shape and dtype. Pure: the
-    same key gives the same crops and flips.
+    ``x``: (n, H, W, C) float images in [0, 1]; returns the same shape and dtype. The random
+    numbers are inputs, so the transform itself is deterministic.
     """
     n, h, w, c = x.shape
-    kc, kf = jax.random.split(key)
     if padding > 0:
         xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-        offs = jax.random.randint(kc, (n, 2), 0, 2 * padding + 1)
-        x = jax.vmap(lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, c)))(xp, offs)
-    if flip:
-        do_flip = jax.random.bernoulli(kf, 0.5, (n,))
-        x = jnp.where(do_flip[:, None, None, None], x[:, :, ::-1, :], x)
-    return x
+        x = jax.vmap(lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], jnp.zeros((), o.dtype)), (h, w, c)))(xp, offsets)
+    return jnp.where(jnp.asarray(flips, bool)[:, None, None, None], x[:, :, ::-1, :], x)
 
 
-def preprocess(key, x_uint8: jax.Array, mean, std, *, train_augment: bool) -> jax.Array:
-    """uint8 (n, 32, 32, 3) -> normalised float32 network input, augmented if ``train_augment``."""
+def augment(key, x: jax.Array, *, padding: int = 4) -> jax.Array:
+    """Random ``padding``-pixel zero-padded crop and random horizontal flip, per example.
+
+    The jax.random front end of :func:`apply_augmentation` (the trainer draws the same
+    numbers on the host, see :func:`augmentation_params`).
+    """
+    kc, kf = jax.random.split(key)
+    offs = jax.random.randint(kc, (x.shape[0], 2), 0, 2 * padding + 1)
+    return apply_augmentation(x, offs, jax.random.bernoulli(kf, 0.5, (x.shape[0],)), padding=padding)
+
+
+def augmentation_params(rng: np.random.Generator, shape: tuple, padding: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Host-drawn crop offsets ``shape + (2,)`` int32 in [0, 2 padding] and flips ``shape`` bool."""
+    offs = rng.integers(0, 2 * padding + 1, size=tuple(shape) + (2,), dtype=np.int32)
+    flips = rng.random(tuple(shape)) < 0.5
+    return offs, flips
+
+
+def preprocess(x_uint8: jax.Array, mean, std, offsets=None, flips=None) -> jax.Array:
+    """uint8 (n, 32, 32, 3) -> normalised float32 network input; augmented when ``offsets``
+    and ``flips`` are given (:func:`apply_augmentation`), padding with black before normalising."""
     x = x_uint8.astype(jnp.float32) / 255.0
-    if train_augment:
-        x = augment(key, x)
+    if offsets is not None:
+        x = apply_augmentation(x, offsets, flips)
     return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
 

@@ -39,18 +39,25 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import flax
 import flax.linen as nn
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from linsam import rules
 
 NORMS = ("layer", "group", "batch")
+#: Blocks per stage by depth: 18 is ResNet-18; 10 (one block per stage) is the shallow variant
+#: the CPU tests use to keep XLA compile times in budget.
+STAGE_SIZES = {18: (2, 2, 2, 2), 10: (1, 1, 1, 1), 6: (1, 1)}
 COMPUTE_DTYPES = ("float32", "bfloat16")
 #: Norm layers whose output for one example does not depend on the rest of the batch.
 PER_EXAMPLE_NORMS = ("layer", "group")
 
 _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # Kaiming (fan_out), as torchvision
+# (the Flax initialisers only matter for ``net.init``; :func:`init_variables` draws with numpy)
 
 
 def _dtype(name: str):
@@ -138,13 +145,46 @@ class ResNet18(nn.Module):
         return self.logits_and_features(x, train)[0]
 
 
-def init_variables(net: ResNet18, key, image_shape=(32, 32, 3)):
-    """Initial Flax variables ``{'params': ..., ['batch_stats': ...]}``, all float32."""
-    def init(k):
-        variables = net.init(k, jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False)
-        return jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), variables)
+def init_variables(net: ResNet18, seed: int, image_shape=(32, 32, 3)):
+    r"""Initial Flax variables ``{'params': ..., ['batch_stats': ...]}``, all float32.
 
-    return jax.jit(init)(key)  # one compiled program: eager init of a deep net is slow
+    Drawn with numpy (PCG64 seeded by ``seed``), leaf by leaf in sorted path order:
+    convolution kernels (HWIO) :math:`\mathcal N(0, 2/\mathrm{fan\_out})` (Kaiming, as
+    torchvision's ResNet), the head kernel and bias :math:`U(-1/\sqrt{\mathrm{fan\_in}},
+    1/\sqrt{\mathrm{fan\_in}})` (PyTorch's ``Linear``), norm scales 1, other biases 0,
+    BatchNorm running mean 0 and variance 1. Only the tree structure comes from Flax
+    (``jax.eval_shape``, nothing compiled): XLA's CPU compile of a threefry-based Flax init
+    of this network takes from 10 s to a minute, which the CPU tests cannot afford.
+    """
+    shapes = jax.eval_shape(
+        lambda: net.init(jax.random.PRNGKey(0), jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False)
+    )
+    rng = np.random.default_rng([int(seed), 0x1517])
+    flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(shapes))
+    head_fan_in = None
+    for path, sd in flat.items():
+        if path[0] == "params" and path[-2:] == ("head", "kernel"):
+            head_fan_in = sd.shape[0]
+    out = {}
+    for path in sorted(flat):
+        sd = flat[path]
+        name = path[-1]
+        if path[0] == "batch_stats":
+            val = np.zeros(sd.shape) if name == "mean" else np.ones(sd.shape)
+        elif name == "kernel" and len(sd.shape) == 4:
+            fan_out = sd.shape[0] * sd.shape[1] * sd.shape[3]
+            val = rng.standard_normal(sd.shape) * np.sqrt(2.0 / fan_out)
+        elif "head" in path:
+            bound = 1.0 / np.sqrt(head_fan_in)
+            val = rng.uniform(-bound, bound, sd.shape)
+        elif name == "scale":
+            val = np.ones(sd.shape)
+        elif name == "bias":
+            val = np.zeros(sd.shape)
+        else:  # pragma: no cover - a new layer type needs an explicit rule
+            raise ValueError(f"no initialiser for parameter {'/'.join(path)}")
+        out[path] = jnp.asarray(val.astype(np.float32))
+    return flax.traverse_util.unflatten_dict(out)
 
 
 def head_kernel(params):

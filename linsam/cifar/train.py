@@ -55,6 +55,7 @@ be overridden (``lam_last``, ``lam_act``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -75,6 +76,7 @@ from linsam.cifar import data as cdata
 from linsam.cifar.resnet import (
     COMPUTE_DTYPES,
     NORMS,
+    STAGE_SIZES,
     PER_EXAMPLE_NORMS,
     ResNet18,
     count_params,
@@ -139,6 +141,7 @@ class CifarConfig:
     lam_last: float | None = None
     lam_act: float | None = None
     width: int = 64
+    depth: int = 18
     norm: str = "layer"
     compute_dtype: str = "float32"
     chunk_size: int | None = 32
@@ -161,7 +164,7 @@ FLAG_OF_FIELD = {
     "method": "--method", "noise_rate": "--noise", "noise_kind": "--noise-kind", "epochs": "--epochs",
     "batch_size": "--batch-size", "lr": "--lr", "momentum": "--momentum", "weight_decay": "--weight-decay",
     "schedule": "--schedule", "rho": "--rho", "lam_last": "--lam-last", "lam_act": "--lam-act",
-    "width": "--width", "norm": "--norm", "compute_dtype": "--dtype", "chunk_size": "--chunk-size",
+    "width": "--width", "depth": "--depth", "norm": "--norm", "compute_dtype": "--dtype", "chunk_size": "--chunk-size",
     "augment": "--no-augment", "train_subset": "--train-subset", "eval_train_size": "--eval-train-size",
     "eval_batch_size": "--eval-batch-size", "seed": "--seed", "time_limit_s": "--time-limit",
     "log_every": "--log-every",
@@ -214,6 +217,8 @@ def validate_config(cfg: CifarConfig) -> CifarConfig:
             raise _err(f, f"must be a finite number >= 0 (or omitted for the Prop. 4.1 default), got {v!r}")
     if cfg.time_limit_s is not None and (not _is_real(cfg.time_limit_s) or cfg.time_limit_s <= 0):
         raise _err("time_limit_s", f"must be a number of seconds > 0, got {cfg.time_limit_s!r}")
+    if cfg.depth not in STAGE_SIZES:
+        raise _err("depth", f"must be one of {', '.join(map(str, STAGE_SIZES))}, got {cfg.depth!r}")
     if cfg.schedule not in SCHEDULES:
         raise _err("schedule", f"must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
     if cfg.norm not in NORMS:
@@ -265,13 +270,14 @@ class PreparedData(NamedTuple):
 def prepare_data(ds: cdata.CIFAR10, cfg: CifarConfig) -> PreparedData:
     r"""Subset (seeded permutation), label noise (seeded), per-channel statistics.
 
-    Keys: ``k_perm, k_noise = split(fold_in(PRNGKey(seed), 1))``; they do not depend on the
-    method, so every method of one seed trains on the same noisy labels.
+    Randomness: the order/subset is ``default_rng([seed, 1]).permutation``, the noise key
+    ``fold_in(PRNGKey(seed), 1)`` (for :mod:`linsam.data`); neither depends on the method,
+    so every method of one seed trains on the same images and the same noisy labels.
     """
-    k_perm, k_noise = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1))
+    k_noise = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
     n_all = ds.x_train.shape[0]
     n = n_all if cfg.train_subset is None else min(cfg.train_subset, n_all)
-    perm = np.asarray(jax.random.permutation(k_perm, n_all))[:n]
+    perm = np.random.default_rng([cfg.seed, 1]).permutation(n_all)[:n]
     x = ds.x_train[perm]
     y = ds.y_train[perm].astype(np.int32)
     if cfg.noise_rate > 0:
@@ -295,10 +301,6 @@ def prepare_data(ds: cdata.CIFAR10, cfg: CifarConfig) -> PreparedData:
 # ----------------------------------------------------------------------------- model + optimizer
 
 
-def build_net(cfg: CifarConfig) -> ResNet18:
-    return ResNet18(num_classes=cdata.NUM_CLASSES, width=cfg.width, norm=cfg.norm, compute_dtype=cfg.compute_dtype)
-
-
 def steps_per_epoch(cfg: CifarConfig, n_train: int) -> int:
     """Full batches per epoch (the last incomplete batch is dropped)."""
     return n_train // cfg.batch_size
@@ -313,17 +315,16 @@ def make_schedule(cfg: CifarConfig, total_steps: int) -> Callable:
     return optax.constant_schedule(cfg.lr)
 
 
-def make_optimizer(cfg: CifarConfig, total_steps: int) -> optax.GradientTransformation:
-    """``chain(add_decayed_weights(wd), sgd(schedule, momentum))``."""
-    return optax.chain(
-        optax.add_decayed_weights(cfg.weight_decay),
-        optax.sgd(make_schedule(cfg, total_steps), momentum=cfg.momentum if cfg.momentum > 0 else None),
-    )
+def make_optimizer(weight_decay, momentum, lr) -> optax.GradientTransformation:
+    r"""``chain(add_decayed_weights(wd), trace(momentum), scale(-lr))``: optax's ``sgd`` with
+    PyTorch-style coupled weight decay, the learning rate of the current step given as a value
+    (the schedule is evaluated on the host, so one compiled program serves every schedule)."""
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.trace(decay=momentum), optax.scale(-lr))
 
 
 class TrainState(NamedTuple):
     """params: Flax 'params' (float32); batch_stats: BatchNorm running stats ({} otherwise);
-    opt_state: optax state."""
+    opt_state: optax state of :func:`make_optimizer` (float32 momentum buffer)."""
 
     params: Any
     batch_stats: Any
@@ -334,7 +335,100 @@ def _cast_like(tree, like):
     return jax.tree_util.tree_map(lambda a, b: a.astype(b.dtype), tree, like)
 
 
-def prop41_coefficients(net: ResNet18, params, X, t, rho: float) -> tuple[float, float]:
+class ProgramSpec(NamedTuple):
+    """What a compiled training/eval program depends on; everything else (data, learning rate,
+    rho, weight decay, momentum, regulariser coefficients) is an argument, so tests and resumed
+    runs with the same spec reuse one compiled program."""
+
+    rule: str
+    width: int
+    depth: int
+    norm: str
+    compute_dtype: str
+    chunk: int | None
+    augment: bool
+
+    def net(self) -> ResNet18:
+        return ResNet18(num_classes=cdata.NUM_CLASSES, width=self.width, norm=self.norm,
+                        compute_dtype=self.compute_dtype, stage_sizes=STAGE_SIZES[self.depth])
+
+
+def program_spec(cfg: CifarConfig) -> ProgramSpec:
+    chunk = cfg.chunk_size if (cfg.chunk_size is not None and cfg.chunk_size < cfg.batch_size) else None
+    return ProgramSpec(RULE_OF_METHOD[cfg.method], cfg.width, cfg.depth, cfg.norm, cfg.compute_dtype, chunk,
+                       cfg.augment)
+
+
+@functools.lru_cache(maxsize=None)
+def _train_block_program(spec: ProgramSpec):
+    """jit(block): ``lax.scan`` of training steps over a plan of (indices, crop offsets, flips, lr)."""
+    net = spec.net()
+    model = make_rules_model(net)
+
+    def block(state: TrainState, plan, data, hyper):
+        x_train, y_noisy, mean, std = data
+        rho, lam_last, lam_act, wd, momentum = hyper
+
+        def step(state: TrainState, inp):
+            idx, offsets, flips, lr = inp
+            if spec.augment:
+                X = cdata.preprocess(x_train[idx], mean, std, offsets, flips)
+            else:
+                X = cdata.preprocess(x_train[idx], mean, std)
+            t = y_noisy[idx]
+            params, bstats, opt_state = state
+            d = rules.direction(spec.rule, model, params, X, t, rho=rho, lam_last=lam_last, lam_act=lam_act,
+                                chunk_size=spec.chunk)
+            if spec.norm == "batch":  # running statistics from the clean (unperturbed) batch only
+                _, upd = net.apply({"params": params, "batch_stats": bstats}, X, train=True, mutable=["batch_stats"])
+                bstats = _cast_like(upd["batch_stats"], bstats)
+            tx = make_optimizer(wd, momentum, lr)
+            updates, new_opt = tx.update(_cast_like(d, params), opt_state, params)
+            new_params = _cast_like(optax.apply_updates(params, _cast_like(updates, params)), params)
+            return TrainState(new_params, bstats, _cast_like(new_opt, opt_state)), None
+
+        return jax.lax.scan(step, state, plan)[0]
+
+    return jax.jit(block, donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=None)
+def _eval_program(spec: ProgramSpec):
+    """jit: uint8 batch -> (logits (n, 10), penultimate activation norms (n,)) in eval mode."""
+    net = spec.net()
+
+    def ev(variables, xb, mean, std):
+        X = cdata.preprocess(xb, mean, std)
+        logits, phi = net.apply(variables, X, train=False, method=ResNet18.logits_and_features)
+        return logits, jnp.sqrt(jnp.sum(jnp.square(phi), axis=-1))
+
+    return jax.jit(ev)
+
+
+@functools.lru_cache(maxsize=None)
+def _prop41_program(spec: ProgramSpec):
+    model = make_rules_model(spec.net())
+
+    def coefficients(params, X, t, rho):
+        def one(x, ti):
+            logits = model.apply(params, x)
+            r = jax.nn.softmax(logits) - jax.nn.one_hot(ti, logits.shape[0], dtype=logits.dtype)
+            s = jnp.sqrt(jnp.sum(r * r))
+            r_hat = r / jnp.maximum(s, 1e-30)
+            J = rules.safe_norm(jax.grad(lambda p: jnp.vdot(r_hat, model.apply(p, x)))(params))
+            u = head_kernel(params) @ r_hat
+            q = rules.safe_norm(jax.grad(lambda p: jnp.vdot(u, model.features(p, x)))(params)) ** 2
+            q = q / jnp.maximum(jnp.sum(u * u), 1e-30)
+            J = jnp.maximum(J, 1e-30)
+            return rho * s * q / J, rho * s / J
+
+        lam_last, lam_act = jax.vmap(one)(X, t)
+        return jnp.mean(lam_last), jnp.mean(lam_act)
+
+    return jax.jit(coefficients)
+
+
+def prop41_coefficients(spec: ProgramSpec, params, X, t, rho: float) -> tuple[float, float]:
     r"""Proposition 4.1 coefficients :math:`(\lambda_{\rm last}, \lambda_{\rm act})`, batch means.
 
     Per example: :math:`s = \|p - e_t\|`, :math:`\hat r = (p - e_t)/s`,
@@ -343,113 +437,90 @@ def prop41_coefficients(net: ResNet18, params, X, t, rho: float) -> tuple[float,
     :math:`\lambda_{\rm act} = \rho s/J`, :math:`\lambda_{\rm last} = \rho s q/J` (module doc).
     ``X`` (n, 32, 32, 3) normalised float32 inputs, ``t`` (n,) int labels.
     """
-    model = make_rules_model(net)
+    lam_last, lam_act = _prop41_program(spec)(params, X, t, jnp.float32(rho))
+    return float(lam_last), float(lam_act)
 
-    def one(x, ti):
-        logits = model.apply(params, x)
-        r = jax.nn.softmax(logits) - jax.nn.one_hot(ti, logits.shape[0], dtype=logits.dtype)
-        s = jnp.linalg.norm(r)
-        r_hat = r / jnp.maximum(s, 1e-30)
-        g_f = jax.grad(lambda p: jnp.vdot(r_hat, model.apply(p, x)))(params)
-        J = rules.safe_norm(g_f)
-        u = head_kernel(params) @ r_hat
-        g_phi = jax.grad(lambda p: jnp.vdot(u, model.features(p, x)))(params)
-        q = rules.safe_norm(g_phi) ** 2 / jnp.maximum(jnp.sum(u * u), 1e-30)
-        J = jnp.maximum(J, 1e-30)
-        return rho * s * q / J, rho * s / J
 
-    lam_last, lam_act = jax.jit(jax.vmap(one))(X, t)
-    return float(jnp.mean(lam_last)), float(jnp.mean(lam_act))
+#: Compiled executables by (spec, argument shapes): one compile per distinct program.
+_EXECUTABLES: dict = {}
+
+
+def _signature(*args) -> tuple:
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    return (str(treedef),) + tuple((np.shape(a), str(np.asarray(a).dtype) if not hasattr(a, "dtype") else str(a.dtype))
+                                   for a in leaves)
 
 
 class Trainer:
-    """Everything jitted for one config: train blocks, evaluation, metrics.
+    """Training and evaluation of one config on prepared data.
 
-    Randomness: ``k_init, k_train = split(fold_in(PRNGKey(seed), 2))``; epoch ``e`` (0-based)
-    shuffles with ``fold_in(k_train, 2 e)`` and augments step ``k`` with
-    ``fold_in(fold_in(k_train, 2 e + 1), k)``. Nothing depends on wall-clock or on how the
-    run was split into calls, so a resumed run repeats an uninterrupted one.
+    Randomness, all explicit and seeded: initial weights from numpy PCG64 seeded by ``seed``
+    (:func:`~linsam.cifar.resnet.init_variables`); epoch ``e`` (0-based) shuffles and draws
+    its crop offsets and flips from ``default_rng([seed, 2, e])`` on the host, and the
+    device applies them. (Host-side draws keep the random-number generator out of the
+    compiled training program: XLA's CPU compile of threefry dominated the test time.)
+    Nothing depends on wall-clock or on how the run was split into calls, so a resumed run
+    repeats an uninterrupted one bit for bit.
     """
 
     def __init__(self, cfg: CifarConfig, data: PreparedData):
         self.cfg = cfg
         self.data = data
-        self.net = build_net(cfg)
-        self.model = make_rules_model(self.net)
-        self.rule = RULE_OF_METHOD[cfg.method]
+        self.spec = program_spec(cfg)
+        self.net = self.spec.net()
+        self.rule = self.spec.rule
         self.n_train = int(data.x_train.shape[0])
         self.steps = steps_per_epoch(cfg, self.n_train)
         if self.steps < 1:
             raise _err("batch_size", f"({cfg.batch_size}) exceeds the number of training images ({self.n_train})")
         self.total_steps = self.steps * cfg.epochs
         self.schedule = make_schedule(cfg, self.total_steps)
-        self.tx = make_optimizer(cfg, self.total_steps)
-        self.k_init, self.k_train = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 2))
-        self.x_train = jnp.asarray(data.x_train)
-        self.y_noisy = jnp.asarray(data.y_noisy)
-        self.mean = jnp.asarray(data.mean)
-        self.std = jnp.asarray(data.std)
-        chunk = cfg.chunk_size if (cfg.chunk_size is not None and cfg.chunk_size < cfg.batch_size) else None
-        self.chunk = chunk
+        self.device_data = (jnp.asarray(data.x_train), jnp.asarray(data.y_noisy),
+                            jnp.asarray(data.mean, jnp.float32), jnp.asarray(data.std, jnp.float32))
         self.lam_last = cfg.lam_last
         self.lam_act = cfg.lam_act
-        self._block_fns = {}
-        self._eval_fn = None
 
     # -- state
     def init_state(self) -> TrainState:
-        variables = init_variables(self.net, self.k_init)
+        variables = init_variables(self.net, self.cfg.seed)
         params = variables["params"]
         bstats = variables.get("batch_stats", {})
-        return TrainState(params, bstats, jax.jit(self.tx.init)(params))
+        opt_state = make_optimizer(0.0, 0.0, 0.0).init(params)
+        return TrainState(params, bstats, opt_state)
 
     def calibrate(self, state: TrainState) -> None:
         """Fill in the Prop. 4.1 defaults of ``reg`` (only where the config leaves them None)."""
         if self.cfg.method != "reg" or (self.lam_last is not None and self.lam_act is not None):
             return
         n = min(self.cfg.batch_size, self.n_train)
-        X = cdata.preprocess(None, self.x_train[:n], self.mean, self.std, train_augment=False)
-        lam_last, lam_act = prop41_coefficients(self.net, state.params, X, self.y_noisy[:n], self.cfg.rho)
+        x, y, mean, std = self.device_data
+        X = cdata.preprocess(x[:n], mean, std)
+        lam_last, lam_act = prop41_coefficients(self.spec, state.params, X, y[:n], self.cfg.rho)
         if self.lam_last is None:
             self.lam_last = lam_last
         if self.lam_act is None:
             self.lam_act = lam_act
 
+    def hyper(self):
+        """(rho, lam_last, lam_act, weight_decay, momentum) as float32 scalars."""
+        c = self.cfg
+        return tuple(jnp.float32(v) for v in (c.rho, self.lam_last or 0.0, self.lam_act or 0.0, c.weight_decay,
+                                                c.momentum))
+
     # -- training
-    def _step(self, state: TrainState, inp):
-        idx, key = inp
-        cfg = self.cfg
-        X = cdata.preprocess(key, self.x_train[idx], self.mean, self.std, train_augment=cfg.augment)
-        t = self.y_noisy[idx]
-        params, bstats, opt_state = state
-        d = rules.direction(
-            self.rule, self.model, params, X, t, rho=cfg.rho,
-            lam_last=self.lam_last or 0.0, lam_act=self.lam_act or 0.0, chunk_size=self.chunk,
-        )
-        if cfg.norm == "batch":  # running statistics from the clean (unperturbed) batch only
-            _, upd = self.net.apply({"params": params, "batch_stats": bstats}, X, train=True, mutable=["batch_stats"])
-            bstats = _cast_like(upd["batch_stats"], bstats)
-        d = _cast_like(d, params)
-        updates, new_opt = self.tx.update(d, opt_state, params)
-        new_params = _cast_like(optax.apply_updates(params, _cast_like(updates, params)), params)
-        new_opt = _cast_like(new_opt, opt_state)
-        return TrainState(new_params, bstats, new_opt), None
-
-    def _block_fn(self, length: int):
-        if length not in self._block_fns:
-            def block(state, idx, keys):
-                return jax.lax.scan(self._step, state, (idx, keys))[0]
-
-            self._block_fns[length] = jax.jit(block, donate_argnums=0)
-        return self._block_fns[length]
-
     def epoch_plan(self, epoch: int):
-        """(indices (steps, batch) int32, step keys) for 0-based ``epoch``."""
-        perm = jax.random.permutation(jax.random.fold_in(self.k_train, 2 * epoch), self.n_train)
-        idx = perm[: self.steps * self.cfg.batch_size].reshape(self.steps, self.cfg.batch_size).astype(jnp.int32)
-        k_aug = jax.random.fold_in(self.k_train, 2 * epoch + 1)
-        keys = jax.vmap(lambda k: jax.random.fold_in(k_aug, k))(jnp.arange(self.steps))
-        return idx, keys
+        """(indices (steps, batch) int32, crop offsets (steps, batch, 2) int32, flips
+        (steps, batch) bool, learning rates (steps,) float32) for 0-based ``epoch``; the
+        random parts from ``default_rng([seed, 2, epoch])``, the rates from the optax schedule."""
+        rng = np.random.default_rng([self.cfg.seed, 2, int(epoch)])
+        shape = (self.steps, self.cfg.batch_size)
+        idx = rng.permutation(self.n_train)[: shape[0] * shape[1]].reshape(shape).astype(np.int32)
+        offsets, flips = cdata.augmentation_params(rng, shape)
+        lr = self.learning_rates(epoch * self.steps + np.arange(self.steps))
+        return idx, offsets, flips, lr
+
+    def learning_rates(self, steps) -> np.ndarray:
+        return np.asarray(jax.vmap(self.schedule)(jnp.asarray(steps, jnp.int32)), np.float32)
 
     def blocks(self):
         """Block lengths covering one epoch: ``log_every``-step scans plus a remainder."""
@@ -459,21 +530,30 @@ class Trainer:
             out.append(self.steps % b)
         return out
 
+    def _executable(self, state, plan):
+        args = (state, plan, self.device_data, self.hyper())
+        key = (self.spec, _signature(*args))
+        if key not in _EXECUTABLES:
+            _EXECUTABLES[key] = _train_block_program(self.spec).lower(*args).compile()
+        return _EXECUTABLES[key]
+
     def compile(self, state: TrainState) -> float:
-        """Ahead-of-time compile the train blocks and the evaluation; returns seconds."""
+        """Ahead-of-time compile the train blocks and the evaluation; returns seconds (0 when
+        an identical program was compiled before in this process)."""
         t0 = time.perf_counter()
-        idx, keys = self.epoch_plan(0)
+        plan = self.epoch_plan(0)
         for length in sorted(set(self.blocks())):
-            fn = self._block_fn(length)
-            self._block_fns[length] = fn.lower(state, idx[:length], keys[:length]).compile()
+            self._executable(state, tuple(jnp.asarray(a[:length]) for a in plan))
         self._logits(state, self.data.x_test[: self.cfg.eval_batch_size])
         return time.perf_counter() - t0
 
     def train_epoch(self, state: TrainState, epoch: int, progress: Callable | None = None) -> TrainState:
-        idx, keys = self.epoch_plan(epoch)
+        plan = self.epoch_plan(epoch)
         start = 0
+        hyper = self.hyper()
         for length in self.blocks():
-            state = self._block_fn(length)(state, idx[start : start + length], keys[start : start + length])
+            block = tuple(jnp.asarray(a[start : start + length]) for a in plan)
+            state = self._executable(state, block)(state, block, self.device_data, hyper)
             start += length
             if progress is not None:
                 jax.block_until_ready(state.params)
@@ -484,19 +564,12 @@ class Trainer:
     # -- evaluation
     def _logits(self, state: TrainState, x_uint8: np.ndarray):
         """(logits (n, 10) float64, feature norms (n,)) in eval mode, batched with padding."""
-        if self._eval_fn is None:
-            net = self.net
-
-            def ev(variables, xb, mean, std):
-                X = cdata.preprocess(None, xb, mean, std, train_augment=False)
-                logits, phi = net.apply(variables, X, train=False, method=ResNet18.logits_and_features)
-                return logits, jnp.sqrt(jnp.sum(jnp.square(phi), axis=-1))
-
-            self._eval_fn = jax.jit(ev)
+        ev = _eval_program(self.spec)
         variables = {"params": state.params}
         if self.cfg.norm == "batch":
             variables["batch_stats"] = state.batch_stats
         bs = self.cfg.eval_batch_size
+        _, _, mean, std = self.device_data
         n = x_uint8.shape[0]
         logits, norms = [], []
         for s in range(0, n, bs):
@@ -504,13 +577,13 @@ class Trainer:
             m = xb.shape[0]
             if m < bs:
                 xb = np.concatenate([xb, np.zeros((bs - m,) + xb.shape[1:], xb.dtype)])
-            lg, nm = self._eval_fn(variables, jnp.asarray(xb), self.mean, self.std)
+            lg, nm = ev(variables, jnp.asarray(xb), mean, std)
             logits.append(np.asarray(lg, np.float64)[:m])
             norms.append(np.asarray(nm, np.float64)[:m])
         return np.concatenate(logits), np.concatenate(norms)
 
     def evaluate(self, state: TrainState) -> dict:
-        """Per-epoch metrics (module doc of :mod:`linsam.cifar` / docs/cifar.md for the list)."""
+        """Per-epoch metrics (docs/cifar.md lists them)."""
         d = self.data
         n_eval = self.n_train if self.cfg.eval_train_size is None else min(self.cfg.eval_train_size, self.n_train)
         lt, _ = self._logits(state, d.x_test)
@@ -536,7 +609,7 @@ class Trainer:
             "train_acc_noisy_true": mean_or_nan(tr_hit_true[mask]),
             "train_loss_clean": mean_or_nan(tr_loss[~mask]),
             "train_loss_noisy": mean_or_nan(tr_loss[mask]),
-            "last_layer_norm": float(jnp.linalg.norm(head_kernel(state.params))),
+            "last_layer_norm": float(np.linalg.norm(np.asarray(head_kernel(state.params), np.float64))),
             "feature_norm": mean_or_nan(fn),
             "n_eval_train": int(n_eval),
         }
@@ -679,7 +752,7 @@ def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike,
             "linsam_version": linsam.__version__,
             "device": device_description(),
             "data": data.info,
-            "model": {"arch": "resnet18-cifar", "width": cfg.width, "norm": cfg.norm,
+            "model": {"arch": f"resnet{cfg.depth}-cifar", "width": cfg.width, "norm": cfg.norm,
                       "compute_dtype": cfg.compute_dtype, "n_params": count_params(state.params)},
             "steps_per_epoch": trainer.steps,
             "lam_last": trainer.lam_last, "lam_act": trainer.lam_act,
@@ -716,7 +789,7 @@ def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike,
         m = trainer.evaluate(state)
         t2 = time.perf_counter()
         m = {"epoch": e + 1, "step": (e + 1) * trainer.steps,
-             "lr": float(trainer.schedule((e + 1) * trainer.steps - 1)), **m,
+             "lr": float(trainer.learning_rates([(e + 1) * trainer.steps - 1])[0]), **m,
              "epoch_time_s": t1 - t0, "eval_time_s": t2 - t1}
         epochs_done.append(m)
         new_epochs += 1

@@ -1,0 +1,794 @@
+r"""Training simulators: one run is a ``lax.scan``; a sweep is ``jit(vmap(vmap(run)))``.
+
+A run trains a binary model (``"logreg"``: :math:`f = \langle w, x\rangle`; ``"dln"``:
+:math:`f = \langle v, W x\rangle`) with a core update rule chosen by name
+(:data:`linsam.rules.METHODS`), full-batch GD (``batch_size = 0``) or mini-batch SGD
+(epochs of shuffled batches, last incomplete batch dropped):
+
+.. math::  \theta_{k+1} = \theta_k - \eta\, u_{\mathrm{method}}(\theta_k; X_{B_k}, \tilde t_{B_k}, \rho).
+
+The training set comes from a binary Gaussian mixture (:class:`linsam.data.MixtureSpec`)
+with label noise (:class:`linsam.data.NoiseSpec`); the learner sees the noisy labels
+:math:`\tilde t`. Metrics are computed only at record steps ``0, k, 2k, ..., steps``
+(:func:`record_metrics`), on the full training set, and the test accuracy is the
+*population* accuracy of the end-to-end linear map (:func:`linsam.data.population_accuracy`:
+exact, no test-sampling noise; the DLN's end-to-end weights are :math:`W^\top v`).
+
+Randomness: seed ``s`` gives ``key = PRNGKey(s)``, split into (data, init, sgd) keys. The
+data, the initialisation and the mini-batch order depend on the seed only, so every method
+and every rho of one seed sees the same sample and the same start: comparisons across
+methods are paired.
+
+Sweeps vmap over seeds (outer) and rho (inner) and loop over methods inside one ``jit``.
+A method that does not use rho (``gd``, ``jreg_fixed``) keeps an un-batched carry under
+the rho-vmap (JAX's scan batching rule), so it is trained once per seed; only its
+rho-dependent *metrics* are evaluated per rho.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import linsam
+from linsam._src import dln as _dln
+from linsam._src import logreg as _logreg
+from linsam._src.data import (
+    Dataset,
+    GaussianMixture,
+    MixtureSpec,
+    NoiseSpec,
+    _population_accuracy,
+    _sample_binary,
+)
+from linsam._src.rules import METHODS, SAM_METHODS
+from linsam._src.validate import check_method, check_nonnegative, check_positive, check_positive_int, check_rho
+
+MODELS = ("logreg", "dln")
+AXES = ("method", "rho", "seed", "step")
+
+# ----------------------------------------------------------------------------- configuration
+
+
+@dataclasses.dataclass(frozen=True)
+class SimConfig:
+    r"""Everything that defines a sweep (static and hashable; what a TOML config holds).
+
+    Top-level fields (TOML top level), then ``data`` (TOML ``[data]``, a
+    :class:`~linsam.data.MixtureSpec`), ``noise`` (``[noise]``, a
+    :class:`~linsam.data.NoiseSpec`) and ``meta`` (``[meta]``: free-form key/values kept
+    with the results, e.g. the regime's role and headline rho; sorted ``(key, value)`` pairs).
+
+    Attributes:
+      name, description: labels written with the results.
+      model: ``"logreg"`` or ``"dln"``.
+      methods: method names (:data:`linsam.rules.METHODS`).
+      rhos: perturbation radii (>= 0); every method runs at every rho.
+      num_seeds, seed_offset: seeds ``seed_offset, ..., seed_offset + num_seeds - 1``.
+      n: training-set size (>= 2).
+      steps: number of updates (>= 1), a multiple of ``record_every``.
+      lr: learning rate (> 0).
+      batch_size: 0 for full batch, else the mini-batch size (<= n).
+      init_scale: 0 for zero init, else the scale of :func:`linsam.logreg.init` /
+        :func:`linsam.dln.init` (a zero-init DLN never moves: a stationary point).
+      record_every: record interval in steps (>= 1).
+      record_dense: record every step for the first ``record_dense`` steps, then every
+        ``record_every`` (0 = off); resolves an early peak (zero-init GD peaks at step 1)
+        without paying for metrics at every step. ``steps - record_dense`` must be a
+        multiple of ``record_every``.
+      hidden: DLN width h.
+      lam_last, lam_act: ``jreg_fixed`` coefficients.
+      dtype: ``"float32"`` (sweeps) or ``"float64"`` (exact tests).
+      seed_chunk: seeds per compiled call (0 = all at once); smaller chunks give progress
+        lines and bound memory, and reuse the same compilation.
+    """
+
+    name: str = "sweep"
+    description: str = ""
+    model: str = "logreg"
+    methods: tuple = ("gd", "one_sam")
+    rhos: tuple = (0.0,)
+    num_seeds: int = 20
+    seed_offset: int = 0
+    n: int = 500
+    steps: int = 3000
+    lr: float = 0.1
+    batch_size: int = 0
+    init_scale: float = 0.0
+    record_every: int = 10
+    record_dense: int = 0
+    hidden: int = 32
+    lam_last: float = 0.0
+    lam_act: float = 0.0
+    dtype: str = "float32"
+    seed_chunk: int = 0
+    data: MixtureSpec = MixtureSpec()
+    noise: NoiseSpec = NoiseSpec("symmetric", 0.3)
+    meta: tuple = ()
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SimConfig":
+        """Build from a (TOML-shaped) mapping; unknown keys are refused by name."""
+        d = dict(d)
+        top = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - top
+        if unknown:
+            raise ValueError(f"unknown config key(s) {sorted(unknown)}; allowed: {sorted(top)}")
+        data = d.pop("data", {})
+        noise = d.pop("noise", {})
+        meta = d.pop("meta", {})
+        if isinstance(data, Mapping):
+            bad = set(data) - set(MixtureSpec._fields)
+            if bad:
+                raise ValueError(f"unknown [data] key(s) {sorted(bad)}; allowed: {list(MixtureSpec._fields)}")
+            data = dict(data)
+            if "mean_coords" in data:
+                data["mean_coords"] = tuple(int(c) for c in np.atleast_1d(data["mean_coords"]))
+            data = MixtureSpec(**data)
+        if isinstance(noise, Mapping):
+            bad = set(noise) - set(NoiseSpec._fields)
+            if bad:
+                raise ValueError(f"unknown [noise] key(s) {sorted(bad)}; allowed: {list(NoiseSpec._fields)}")
+            noise = NoiseSpec(**noise)
+        if isinstance(meta, Mapping):
+            meta = tuple(sorted((str(k), _freeze(v)) for k, v in meta.items()))
+        for key in ("methods", "rhos"):
+            if key in d:
+                d[key] = tuple(d[key]) if not isinstance(d[key], str) else (d[key],)
+        if "rhos" in d:
+            d["rhos"] = tuple(float(r) for r in d["rhos"])
+        return cls(data=data, noise=noise, meta=meta, **d).validate()
+
+    def to_dict(self) -> dict:
+        """JSON/TOML-shaped mapping (inverse of :meth:`from_dict`)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["methods"] = list(self.methods)
+        out["rhos"] = list(self.rhos)
+        out["data"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.data._asdict().items()}
+        out["noise"] = self.noise._asdict()
+        out["meta"] = {k: _thaw(v) for k, v in self.meta}
+        return out
+
+    def replace(self, **changes) -> "SimConfig":
+        return dataclasses.replace(self, **changes).validate()
+
+    @property
+    def meta_dict(self) -> dict:
+        return {k: _thaw(v) for k, v in self.meta}
+
+    @property
+    def seeds(self) -> np.ndarray:
+        return np.arange(self.seed_offset, self.seed_offset + self.num_seeds)
+
+    # -- validation ---------------------------------------------------------------
+    def validate(self) -> "SimConfig":
+        """Refuse a config that cannot be right, naming the field (before any work)."""
+        check_method(self.model, MODELS, "model")
+        if len(self.methods) == 0:
+            raise ValueError("methods must name at least one method")
+        for m in self.methods:
+            check_method(m, METHODS, "methods")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods must not repeat, got {list(self.methods)}")
+        if len(self.rhos) == 0:
+            raise ValueError("rhos must hold at least one value")
+        for r in self.rhos:
+            check_rho(r, "rhos")
+        check_positive_int(self.num_seeds, "num_seeds")
+        if isinstance(self.seed_offset, bool) or not isinstance(self.seed_offset, (int, np.integer)) or self.seed_offset < 0:
+            raise ValueError(f"seed_offset must be an integer >= 0, got {self.seed_offset!r}")
+        check_positive_int(self.n, "n", minimum=2)
+        check_positive_int(self.steps, "steps")
+        check_positive_int(self.record_every, "record_every")
+        if isinstance(self.record_dense, bool) or not isinstance(self.record_dense, (int, np.integer)) or not (
+            0 <= self.record_dense <= self.steps
+        ):
+            raise ValueError(f"record_dense must be an integer in [0, steps = {self.steps}], got {self.record_dense!r}")
+        if (self.steps - self.record_dense) % self.record_every:
+            raise ValueError(
+                f"steps - record_dense ({self.steps} - {self.record_dense}) must be a multiple of "
+                f"record_every ({self.record_every})"
+            )
+        check_positive(self.lr, "lr")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or not (
+            0 <= self.batch_size <= self.n
+        ):
+            raise ValueError(f"batch_size must be an integer in [0, n = {self.n}] (0 = full batch), got {self.batch_size!r}")
+        check_nonnegative(self.init_scale, "init_scale")
+        check_positive_int(self.hidden, "hidden")
+        check_nonnegative(self.lam_last, "lam_last")
+        check_nonnegative(self.lam_act, "lam_act")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if isinstance(self.seed_chunk, bool) or not isinstance(self.seed_chunk, (int, np.integer)) or self.seed_chunk < 0:
+            raise ValueError(f"seed_chunk must be an integer >= 0 (0 = all seeds at once), got {self.seed_chunk!r}")
+        if not isinstance(self.data, MixtureSpec):
+            raise ValueError("data must be a linsam.data.MixtureSpec")
+        if not isinstance(self.noise, NoiseSpec):
+            raise ValueError("noise must be a linsam.data.NoiseSpec")
+        self.data.build()  # validates the data fields
+        self.noise.validate(self.data.d)
+        if self.noise.kind == "boundary" and self.data.kind == "signal_noise" and self.data.signal_std == 0:
+            raise ValueError("boundary noise needs a class spread along mu (data.signal_std > 0)")
+        return self
+
+
+def _freeze(v):
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, Mapping):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    return v
+
+
+def _thaw(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+def load_config(path: str | os.PathLike) -> SimConfig:
+    """Read a TOML config (top-level fields, ``[data]``, ``[noise]``, ``[meta]``).
+
+    A bare name (no ``/`` and no ``.toml``) is looked up among the shipped configs in
+    ``linsam/configs/`` (:func:`shipped_configs`).
+    """
+    p = Path(path)
+    if not p.exists() and p.suffix != ".toml" and "/" not in str(path):
+        p = _configs_dir() / f"{path}.toml"
+    if not p.exists():
+        raise ValueError(f"config file {str(path)!r} not found (shipped: {', '.join(shipped_configs())})")
+    with open(p, "rb") as fh:
+        raw = tomllib.load(fh)
+    try:
+        return SimConfig.from_dict(raw)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{p}: {err}") from None
+
+
+def _configs_dir() -> Path:
+    return Path(linsam.__file__).parent / "configs"
+
+
+def shipped_configs() -> list[str]:
+    """Names of the TOML configs shipped in ``linsam/configs/``."""
+    return sorted(p.stem for p in _configs_dir().glob("*.toml"))
+
+
+# ----------------------------------------------------------------------------- model adapters
+
+
+def _mean_over(values, mask):
+    """Mean over ``mask`` along the last axis; NaN where the group is empty."""
+    cnt = jnp.sum(mask, axis=-1)
+    tot = jnp.sum(jnp.where(mask, values, 0.0), axis=-1)
+    return jnp.where(cnt > 0, tot / jnp.maximum(cnt, 1), jnp.nan)
+
+
+def _logreg_pieces(w, X, t, rho):
+    r"""Per-example pieces of logistic regression at ``w`` and at the 1-SAM point.
+
+    :math:`z_i = t_i\langle w,x_i\rangle`, :math:`s_i=\sigma(-z_i)`, :math:`J_i=\|x_i\|`,
+    1-SAM point :math:`w + \epsilon_i`, :math:`\epsilon_i = -\rho t_i x_i/\|x_i\|` (0 where
+    the gradient is 0), so :math:`z'_i = t_i\langle w+\epsilon_i, x_i\rangle`.
+    """
+    xn = jnp.linalg.norm(X, axis=1)
+    z = t * (X @ w)
+    s = jax.nn.sigmoid(-z)
+    active = (s > 0) & (xn > 0)
+    unit = X / jnp.where(xn > 0, xn, 1.0)[:, None]
+    eps_dot_x = jnp.where(active, -rho * t * jnp.sum(unit * X, axis=1), 0.0)  # <eps_i, x_i>
+    z_sam = t * (X @ w + eps_dot_x)
+    sam_grad_norm = jax.nn.sigmoid(-z_sam) * xn  # ||grad l_i(w + eps_i)|| = sigma(-z'_i) ||x_i||
+    return dict(
+        z=z,
+        log_s=jax.nn.log_sigmoid(-z),
+        log_s_sam=jax.nn.log_sigmoid(-z_sam),
+        J=xn,
+        grad_norm=s * xn,
+        sam_grad_norm=sam_grad_norm,
+    ), dict(w_norm=jnp.linalg.norm(w))
+
+
+def _dln_pieces(params, X, t, rho):
+    r"""Per-example pieces of the DLN at ``(v, W)`` and at the 1-SAM point.
+
+    :math:`z_i = W x_i`, :math:`f_i = \langle v, z_i\rangle`,
+    :math:`J_i = \sqrt{\|z_i\|^2 + \|x_i\|^2\|v\|^2}`; 1-SAM point
+    :math:`v' = v - a_i z_i`, :math:`W' = W - a_i v x_i^\top`, :math:`a_i = \rho t_i/J_i`
+    (0 where the gradient is 0); :math:`\|\nabla\ell_i(\theta')\| = \sigma(-t_i f'_i)
+    \sqrt{\|W' x_i\|^2 + \|x_i\|^2\|v'\|^2}`.
+    """
+    v, W = params.v, params.W
+    Z = X @ W.T
+    f = Z @ v
+    z = t * f
+    xn2 = jnp.sum(X * X, axis=1)
+    J = jnp.sqrt(jnp.sum(Z * Z, axis=1) + xn2 * jnp.sum(v * v))
+    s = jax.nn.sigmoid(-z)
+    active = (s > 0) & (J > 0)
+    a = jnp.where(active, rho * t / jnp.where(active, J, 1.0), 0.0)
+    Vp = v[None, :] - a[:, None] * Z  # v'_i
+    Zp = Z - (a * xn2)[:, None] * v[None, :]  # W'_i x_i
+    fp = jnp.sum(Vp * Zp, axis=1)
+    Jp = jnp.sqrt(jnp.sum(Zp * Zp, axis=1) + xn2 * jnp.sum(Vp * Vp, axis=1))
+    z_sam = t * fp
+    pieces = dict(
+        z=z,
+        log_s=jax.nn.log_sigmoid(-z),
+        log_s_sam=jax.nn.log_sigmoid(-z_sam),
+        J=J,
+        grad_norm=s * J,
+        sam_grad_norm=jax.nn.sigmoid(-z_sam) * Jp,
+    )
+    norms = dict(
+        w_norm=jnp.linalg.norm(W.T @ v),
+        v_norm=jnp.linalg.norm(v),
+        W_norm=jnp.linalg.norm(W),
+        act_norm=jnp.mean(jnp.sqrt(jnp.sum(Z * Z, axis=1))),
+    )
+    return pieces, norms
+
+
+class _Ops(NamedTuple):
+    init: Any
+    kernels: dict
+    pieces: Any
+    end_to_end: Any
+
+
+def _ops(model: str) -> _Ops:
+    if model == "logreg":
+        return _Ops(
+            init=lambda key, d, h, scale, dtype: _logreg_init(key, d, scale, dtype),
+            kernels=_logreg.KERNELS,
+            pieces=_logreg_pieces,
+            end_to_end=lambda w: w,
+        )
+    return _Ops(
+        init=lambda key, d, h, scale, dtype: _dln_init(key, d, h, scale, dtype),
+        kernels=_dln.KERNELS,
+        pieces=_dln_pieces,
+        end_to_end=lambda p: p.W.T @ p.v,
+    )
+
+
+def _logreg_init(key, d, scale, dtype):
+    return scale * jax.random.normal(key, (d,), dtype) / math.sqrt(d)
+
+
+def _dln_init(key, d, h, scale, dtype):
+    kv, kw = jax.random.split(key)
+    return _dln.DLNParams(
+        v=scale * jax.random.normal(kv, (h,), dtype) / math.sqrt(h),
+        W=scale * jax.random.normal(kw, (h, d), dtype) / math.sqrt(d),
+    )
+
+
+#: Names of the recorded metrics (logreg; the DLN adds v_norm, W_norm, act_norm).
+METRICS = (
+    "test_acc",
+    "train_acc",
+    "train_acc_clean",
+    "train_acc_noisy",
+    "loss_clean",
+    "loss_noisy",
+    "grad_norm_clean",
+    "grad_norm_noisy",
+    "grad_norm_ratio",
+    "sam_grad_norm_clean",
+    "sam_grad_norm_noisy",
+    "sam_grad_norm_ratio",
+    "sam_weight_clean",
+    "sam_weight_noisy",
+    "sam_weight_min",
+    "sam_weight_max",
+    "jsam_penalty",
+    "w_norm",
+)
+DLN_METRICS = METRICS + ("v_norm", "W_norm", "act_norm")
+
+
+def record_metrics(model: str, params, X, t, mask, mixture: GaussianMixture, rho) -> dict:
+    r"""The metrics of one state (pure JAX; ``rho`` may be traced).
+
+    With margins :math:`z_i = t_i f(x_i)` on the *training* (noisy) labels, clean set
+    :math:`C = \{i: \neg\mathrm{mask}_i\}` and noisy set :math:`N`:
+
+    - ``test_acc``: population accuracy of the end-to-end linear map;
+    - ``train_acc`` / ``_clean`` / ``_noisy``: fraction of :math:`z_i > 0` (ties count 1/2)
+      on all / clean / noisy examples, so ``train_acc_noisy`` is the fraction of flipped
+      labels memorised (chance 1/2 at init);
+    - ``loss_clean``, ``loss_noisy``: mean :math:`\mathrm{softplus}(-z_i)` per group;
+    - ``grad_norm_*``: mean :math:`\|\nabla\ell_i(\theta)\| = \sigma(-z_i) J_i` per group and
+      the ratio clean/noisy (:math:`J_i = \|\nabla_\theta f(x_i)\|`);
+    - ``sam_grad_norm_*``: mean :math:`\|\nabla\ell_i(\theta + \epsilon_i)\|` at the 1-SAM
+      point of each example (radius ``rho``), and the ratio: the quantity of Lemma 3.1;
+    - ``sam_weight_*``: logit-scale ratio :math:`a_i = \sigma(-z'_i)/\sigma(-z_i)`
+      (:math:`z'_i` the margin at :math:`\theta+\epsilon_i`; for logreg exactly the Lemma
+      3.1 weight, the factor that turns GD into 1-SAM), mean per group, min and max;
+    - ``jsam_penalty``: :math:`\frac{\rho}{n}\sum_i \sigma(-z_i) J_i` (Proposition 4.1);
+    - ``w_norm``: norm of the end-to-end weights; DLN also ``v_norm``, ``W_norm``
+      (Frobenius) and ``act_norm`` (mean :math:`\|W x_i\|`).
+
+    Group means over an empty group are NaN (e.g. the noisy group at rate 0).
+    """
+    ops = _ops(model)
+    rho = jnp.asarray(rho, X.dtype)
+    p, norms = ops.pieces(params, X, t, rho)
+    clean, noisy = ~mask, mask
+    z = p["z"]
+    correct = (z > 0).astype(X.dtype) + 0.5 * (z == 0).astype(X.dtype)
+    loss = jax.nn.softplus(-z)
+    weight = jnp.exp(p["log_s_sam"] - p["log_s"])
+    gn_c, gn_n = _mean_over(p["grad_norm"], clean), _mean_over(p["grad_norm"], noisy)
+    sg_c, sg_n = _mean_over(p["sam_grad_norm"], clean), _mean_over(p["sam_grad_norm"], noisy)
+    out = dict(
+        test_acc=_population_accuracy(mixture.mu, mixture.scale, ops.end_to_end(params)),
+        train_acc=jnp.mean(correct),
+        train_acc_clean=_mean_over(correct, clean),
+        train_acc_noisy=_mean_over(correct, noisy),
+        loss_clean=_mean_over(loss, clean),
+        loss_noisy=_mean_over(loss, noisy),
+        grad_norm_clean=gn_c,
+        grad_norm_noisy=gn_n,
+        grad_norm_ratio=gn_c / gn_n,
+        sam_grad_norm_clean=sg_c,
+        sam_grad_norm_noisy=sg_n,
+        sam_grad_norm_ratio=sg_c / sg_n,
+        sam_weight_clean=_mean_over(weight, clean),
+        sam_weight_noisy=_mean_over(weight, noisy),
+        sam_weight_min=jnp.min(weight),
+        sam_weight_max=jnp.max(weight),
+        jsam_penalty=rho * jnp.mean(jnp.exp(p["log_s"]) * p["J"]),
+    )
+    out.update(norms)
+    return {k: v.astype(X.dtype) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------- one run
+
+
+class Trajectory(NamedTuple):
+    """Recorded metrics of runs.
+
+    Attributes:
+      steps: ``(T,)`` the record steps ``0, k, ..., steps``.
+      metrics: dict name -> array ``(..., T)`` (leading axes: method, rho, seed for a sweep).
+      params: the parameters at the record steps (leading axes as ``metrics``, then T), or
+        None unless ``keep_params``.
+    """
+
+    steps: np.ndarray
+    metrics: dict
+    params: Any = None
+
+
+def _batch(key, i, X, t, mask, batch_size):
+    n = X.shape[0]
+    if batch_size == 0 or batch_size == n:
+        return X, t
+    nb = n // batch_size
+    perm = jax.random.permutation(jax.random.fold_in(key, i // nb), n)
+    idx = jax.lax.dynamic_slice(perm, ((i % nb) * batch_size,), (batch_size,))
+    return X[idx], t[idx]
+
+
+def _direction_fn(model, method):
+    kern = _ops(model).kernels[method]
+    if method == "gd":
+        return lambda p, X, t, rho, lam_last, lam_act: kern(p, X, t)
+    if method == "jreg_fixed":
+        return lambda p, X, t, rho, lam_last, lam_act: kern(p, X, t, lam_last, lam_act)
+    return lambda p, X, t, rho, lam_last, lam_act: kern(p, X, t, rho)
+
+
+def _run(seed_key, mixture, rho, *, model, method, n, steps, record_every, record_dense, batch_size, lr, init_scale, hidden,
+         lam_last, lam_act, noise, dtype, keep_params):
+    """One training run (pure; vmap over ``seed_key`` and ``rho``)."""
+    k_data, k_init, k_sgd = jax.random.split(seed_key, 3)
+    ds = _sample_binary(k_data, mixture, n, noise, dtype)
+    ops = _ops(model)
+    params0 = ops.init(k_init, mixture.dim, hidden, init_scale, dtype)
+    rho = jnp.asarray(rho, dtype)
+    direction = _direction_fn(model, method)
+    if method not in SAM_METHODS:
+        rho_step = jnp.zeros((), dtype)  # keeps the carry un-batched over the rho axis
+    else:
+        rho_step = rho
+
+    def metrics(p):
+        return record_metrics(model, p, ds.X, ds.noisy, ds.mask, mixture, rho)
+
+    def one_step(i, p):
+        Xb, tb = _batch(k_sgd, i, ds.X, ds.noisy, ds.mask, batch_size)
+        u = direction(p, Xb, tb, rho_step, lam_last, lam_act)
+        return jax.tree_util.tree_map(lambda a, g: a - lr * g, p, u)
+
+    def block(size):
+        def body(carry, _):
+            p, i0 = carry
+            p = jax.lax.fori_loop(i0, i0 + size, one_step, p)
+            return (p, i0 + size), (metrics(p), p if keep_params else None)
+
+        return body
+
+    m0 = metrics(params0)
+    pieces_m = [jax.tree_util.tree_map(lambda a: a[None], m0)]
+    pieces_p = [jax.tree_util.tree_map(lambda a: a[None], params0)]
+    carry = (params0, 0)
+    for size, length in ((1, record_dense), (record_every, (steps - record_dense) // record_every)):
+        if length:
+            carry, (ms, ps) = jax.lax.scan(block(size), carry, None, length=length)
+            pieces_m.append(ms)
+            pieces_p.append(ps)
+    ms = {k: jnp.concatenate([m[k] for m in pieces_m]) for k in m0}
+    ps = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *pieces_p) if keep_params else None
+    return ms, ps, ds.rate
+
+
+@partial(jax.jit, static_argnames=("static",))
+def _sweep_kernel(keys, rhos, mixture, static):
+    """All methods x rhos x seeds: dict name -> (method, rho, seed, T)."""
+    (model, methods, n, steps, record_every, record_dense, batch_size, lr, init_scale, hidden, lam_last, lam_act,
+     noise, dtype, keep_params) = static
+    dtype = jnp.dtype(dtype)
+    mixture = GaussianMixture(mixture.mu.astype(dtype), mixture.scale.astype(dtype))
+    per_method, per_method_params = [], []
+    rate = None
+    for method in methods:
+        run = partial(_run, model=model, method=method, n=n, steps=steps, record_every=record_every,
+                      record_dense=record_dense, batch_size=batch_size, lr=lr, init_scale=init_scale, hidden=hidden, lam_last=lam_last,
+                      lam_act=lam_act, noise=noise, dtype=dtype, keep_params=keep_params)
+        over_rho = jax.vmap(run, in_axes=(None, None, 0))
+        ms, ps, rates = jax.vmap(over_rho, in_axes=(0, None, None))(keys, mixture, rhos)  # (seed, rho, ...)
+        rate = rates[:, 0]
+        per_method.append({k: jnp.swapaxes(v, 0, 1) for k, v in ms.items()})  # (rho, seed, T)
+        if keep_params:
+            per_method_params.append(jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), ps))
+    metrics = {k: jnp.stack([m[k] for m in per_method]) for k in per_method[0]}
+    params = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *per_method_params) if keep_params else None
+    return metrics, params, rate
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """A labelled sweep: every metric has axes ``(method, rho, seed, step)``.
+
+    Attributes:
+      config: the :class:`SimConfig` that produced it.
+      axes: dict axis name -> coordinate values (``method``: names, ``rho``: floats,
+        ``seed``: ints, ``step``: record steps).
+      metrics: dict metric name -> float array of shape
+        ``(len(method), len(rho), len(seed), len(step))``.
+      noise_rate: ``(seed,)`` realised noise rate of each seed's training set.
+      bayes_acc: population accuracy of the Bayes classifier of the data model.
+      version: ``linsam.__version__`` that produced it.
+      elapsed_s: wall time of the sweep (compile included), seconds.
+      params: parameters at record steps (leading axes method, rho, seed, step), if kept.
+    """
+
+    config: SimConfig
+    axes: dict
+    metrics: dict
+    noise_rate: np.ndarray
+    bayes_acc: float
+    version: str = linsam.__version__
+    elapsed_s: float = float("nan")
+    params: Any = None
+
+    def index(self, axis: str, value) -> int:
+        """Position of ``value`` on ``axis`` (rho compared with a tolerance)."""
+        coords = self.axes[axis]
+        if axis == "rho":
+            hits = np.flatnonzero(np.isclose(np.asarray(coords, float), float(value), rtol=1e-9, atol=1e-12))
+        else:
+            hits = np.flatnonzero(np.asarray(coords) == value)
+        if hits.size == 0:
+            raise KeyError(f"{value!r} is not on axis {axis!r} (values: {list(coords)})")
+        return int(hits[0])
+
+    def sel(self, metric: str, **coords) -> np.ndarray:
+        """``metric`` with the given axes fixed by value, e.g. ``sel("test_acc", method="gd", rho=0.1)``;
+        the remaining axes keep their order."""
+        if metric not in self.metrics:
+            raise KeyError(f"no metric {metric!r}; recorded: {sorted(self.metrics)}")
+        arr = self.metrics[metric]
+        idx = [slice(None)] * len(AXES)
+        for axis, value in coords.items():
+            if axis not in AXES:
+                raise KeyError(f"unknown axis {axis!r}; axes: {AXES}")
+            idx[AXES.index(axis)] = self.index(axis, value)
+        return arr[tuple(idx)]
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write ``results.npz`` (axes + metrics) and ``config.json`` (config, version,
+        timing) into ``out_dir``, each atomically (temp file + ``os.replace``)."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        arrays = {f"metric/{k}": np.asarray(v) for k, v in self.metrics.items()}
+        arrays["axis/method"] = np.asarray(self.axes["method"], dtype=str)
+        for axis in ("rho", "seed", "step"):
+            arrays[f"axis/{axis}"] = np.asarray(self.axes[axis])
+        arrays["noise_rate"] = np.asarray(self.noise_rate)
+        if self.params is not None:
+            for path, leaf in jax.tree_util.tree_flatten_with_path(self.params)[0]:
+                arrays["params/" + jax.tree_util.keystr(path)] = np.asarray(leaf)
+        _atomic_write(out / "results.npz", lambda fh: np.savez(fh, **arrays))
+        info = dict(
+            config=self.config.to_dict(),
+            linsam_version=self.version,
+            elapsed_s=self.elapsed_s,
+            bayes_acc=self.bayes_acc,
+            axes=list(AXES),
+            metrics=sorted(self.metrics),
+        )
+        _atomic_write(out / "config.json", lambda fh: fh.write(json.dumps(info, indent=2).encode()))
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | os.PathLike) -> "SweepResult":
+        """Read a result written by :meth:`save` (parameters are not restored)."""
+        out = Path(out_dir)
+        with open(out / "config.json") as fh:
+            info = json.load(fh)
+        with np.load(out / "results.npz") as z:
+            metrics = {k[len("metric/"):]: z[k] for k in z.files if k.startswith("metric/")}
+            axes = {a: z[f"axis/{a}"] for a in ("method", "rho", "seed", "step")}
+            axes["method"] = [str(m) for m in axes["method"]]
+            noise_rate = z["noise_rate"]
+        return cls(
+            config=SimConfig.from_dict(info["config"]),
+            axes=axes,
+            metrics=metrics,
+            noise_rate=noise_rate,
+            bayes_acc=float(info["bayes_acc"]),
+            version=info["linsam_version"],
+            elapsed_s=float(info["elapsed_s"]),
+        )
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------- public entry points
+
+
+def _static(config: SimConfig, keep_params: bool):
+    return (
+        config.model, tuple(config.methods), config.n, config.steps, config.record_every, config.record_dense,
+        config.batch_size,
+        float(config.lr), float(config.init_scale), config.hidden, float(config.lam_last), float(config.lam_act),
+        config.noise, config.dtype, bool(keep_params),
+    )
+
+
+def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | None = None) -> SweepResult:
+    r"""Run a whole sweep (methods x rhos x seeds) as one compiled ``jit(vmap(vmap(scan)))``.
+
+    Args:
+      config: the :class:`SimConfig` (validated again here).
+      keep_params: also return the parameters at every record step (memory:
+        methods x rhos x seeds x records x params; for small runs and tests).
+      progress: print one line per seed chunk to stderr (default: when the sweep has more
+        than one chunk).
+
+    Returns:
+      :class:`SweepResult` with metrics of shape ``(method, rho, seed, step)``.
+
+    Every seed chunk calls the same compiled function (compiled once).
+    """
+    config = config.validate()
+    mixture = config.data.build()
+    dtype = jnp.dtype(config.dtype)
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype 'float64' needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
+    seeds = config.seeds
+    chunk = config.seed_chunk or len(seeds)
+    chunks = [seeds[i : i + chunk] for i in range(0, len(seeds), chunk)]
+    if progress is None:
+        progress = len(chunks) > 1
+    rhos = jnp.asarray(config.rhos, dtype)
+    static = _static(config, keep_params)
+    t0 = time.perf_counter()
+    outs = []
+    for ci, ch in enumerate(chunks):
+        keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(ch))
+        if len(ch) < chunk:  # pad the last chunk to the compiled shape
+            keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], chunk - len(ch), axis=0)])
+        res = jax.block_until_ready(_sweep_kernel(keys, rhos, mixture, static))
+        res = jax.tree_util.tree_map(lambda a: np.asarray(a), res)
+        outs.append((res, len(ch)))
+        if progress:
+            done = sum(c for _, c in outs)
+            el = time.perf_counter() - t0
+            eta = el / done * (len(seeds) - done)
+            print(f"[linsam simulate {config.name}] seeds {done}/{len(seeds)}  {el:.1f} s elapsed, ~{eta:.0f} s left",
+                  file=sys.stderr, flush=True)
+    elapsed = time.perf_counter() - t0
+
+    def cat(get, axis):
+        return np.concatenate([np.take(get(r), np.arange(c), axis=axis) for r, c in outs], axis=axis)
+
+    metrics = {k: cat(lambda r, k=k: r[0][k], 2) for k in outs[0][0][0]}
+    params = None
+    if keep_params:
+        params = jax.tree_util.tree_map(
+            lambda *leaves: np.concatenate([np.take(l, np.arange(c), axis=2) for l, (_, c) in zip(leaves, outs)], axis=2),
+            *[r[1] for r, _ in outs],
+        )
+    noise_rate = np.concatenate([r[2][:c] for r, c in outs])
+    steps = record_steps(config)
+    axes = dict(method=list(config.methods), rho=np.asarray(config.rhos, float), seed=seeds, step=steps)
+    return SweepResult(
+        config=config,
+        axes=axes,
+        metrics=metrics,
+        noise_rate=noise_rate,
+        bayes_acc=float(mixture.bayes_accuracy()),
+        elapsed_s=elapsed,
+        params=params,
+    )
+
+
+def record_steps(config: SimConfig) -> np.ndarray:
+    """The record steps of ``config``: ``0, 1, ..., record_dense``, then every ``record_every``."""
+    dense = np.arange(0, config.record_dense + 1)
+    return np.concatenate([dense, np.arange(config.record_dense + config.record_every, config.steps + 1, config.record_every)])
+
+
+def run(config: SimConfig, method: str, rho: float, seed: int, *, keep_params: bool = False) -> Trajectory:
+    """One run (a single method, rho and seed) of ``config``; metrics of shape ``(T,)``.
+
+    Identical, up to float rounding, to the matching slice of :func:`simulate` on the same
+    config (same key derivation)."""
+    cfg = config.replace(methods=(method,), rhos=(float(rho),), num_seeds=1, seed_offset=int(seed), seed_chunk=0)
+    res = simulate(cfg, keep_params=keep_params, progress=False)
+    squeeze = lambda a: a[0, 0, 0]  # noqa: E731
+    params = jax.tree_util.tree_map(squeeze, res.params) if keep_params else None
+    return Trajectory(res.axes["step"], {k: squeeze(v) for k, v in res.metrics.items()}, params)
+
+
+def training_data(config: SimConfig, seed: int) -> Dataset:
+    """The exact training set a run of ``config`` with ``seed`` trains on."""
+    config = config.validate()
+    dtype = jnp.dtype(config.dtype)
+    mixture = config.data.build()
+    mixture = GaussianMixture(mixture.mu.astype(dtype), mixture.scale.astype(dtype))
+    k_data, _, _ = jax.random.split(jax.random.PRNGKey(seed), 3)
+    ds = _sample_binary(k_data, mixture, config.n, config.noise, dtype)
+    return ds._replace(rate=float(np.mean(np.asarray(ds.mask))))
+
+
+def initial_params(config: SimConfig, seed: int):
+    """The initial parameters of a run of ``config`` with ``seed``."""
+    config = config.validate()
+    _, k_init, _ = jax.random.split(jax.random.PRNGKey(seed), 3)
+    return _ops(config.model).init(k_init, config.data.d, config.hidden, float(config.init_scale), jnp.dtype(config.dtype))

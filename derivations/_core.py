@@ -6,10 +6,13 @@ with the three primitives below. Each primitive answers ``True`` only when SymPy
 certificate; anything SymPy cannot decide counts as *not proved* (``False``), never as proved.
 
 ``prove_equal(a, b, cases=...)``
-    :math:`a - b` reduces to the literal ``0`` (``expand``, then ``cancel``, then ``simplify``)
-    in every listed case (e.g. :math:`t = +1` and :math:`t = -1`). As a guard against a
-    simplifier bug, the difference is also evaluated at random points with 30-digit
-    arithmetic; a symbolic "zero" that is not numerically zero is refused.
+    In every listed case (e.g. :math:`t = +1` and :math:`t = -1`), :math:`a - b` is first
+    evaluated at random points with 30-digit arithmetic (a false identity is refused there,
+    cheaply), then reduced to the literal ``0``: square roots :math:`\sqrt P` become symbols
+    :math:`r` with :math:`r^2 = P`, sigmoids with provably equal arguments become one symbol,
+    and the numerator of the resulting rational function must vanish modulo the relations
+    (``_algebraic_zero``); small expressions may also go through ``cancel``/``simplify``.
+    Only the symbolic reduction proves; the numeric check can only refuse.
 
 ``provably_positive(expr)``
     SymPy's assumption system says ``expr.is_positive``; or ``expr`` is a product/power of
@@ -37,14 +40,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import mpmath
-import numpy as np
 import scipy.special
 import sympy as sp
 
 __all__ = [
     "sigmoid", "norm", "dot", "prove_zero", "prove_equal", "provably_positive",
     "provably_negative", "prove_sign_by_factors", "prove_limit", "label_cases", "Step", "Claim",
-    "Result", "run_steps", "lambdify", "latex", "md_math", "gram_inner",
+    "Result", "run_steps", "timed_result", "lambdify", "latex", "render_claims", "gram_inner",
+    "symbols_vec", "sigmoid_lemmas",
 ]
 
 
@@ -418,7 +421,8 @@ class Result:
     name: str
     title: str
     claims: tuple[Claim, ...]
-    seconds: float
+    seconds: float            # wall time of the proofs
+    cpu_seconds: float = 0.0  # process CPU time (robust to other load on the machine)
 
     @property
     def holds(self) -> bool:
@@ -443,9 +447,9 @@ def run_steps(steps: Sequence[Step]) -> list[Claim]:
 
 
 def timed_result(name: str, title: str, steps_fn: Callable[[], Sequence[Step]]) -> Result:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     claims = run_steps(steps_fn())
-    return Result(name, title, tuple(claims), time.perf_counter() - t0)
+    return Result(name, title, tuple(claims), time.perf_counter() - t0, time.process_time() - c0)
 
 
 NUMPY_MODULES = [{"sigmoid": scipy.special.expit}, "numpy"]
@@ -460,11 +464,6 @@ def latex(expr) -> str:
     return sp.latex(expr, mul_symbol=None)
 
 
-def md_math(expr_or_tex, display: bool = True) -> str:
-    tex = expr_or_tex if isinstance(expr_or_tex, str) else latex(expr_or_tex)
-    return f"$$\n{tex}\n$$" if display else f"${tex}$"
-
-
 def render_claims(steps: Sequence[Step]) -> str:
     lines = ["## Machine-checked claims", "", "`linsam derive --check` proves each of these with SymPy:", ""]
     for i, st in enumerate(steps, 1):
@@ -477,8 +476,3 @@ def symbols_vec(prefix: str, n: int, **assumptions) -> tuple[sp.Symbol, ...]:
     """Real coordinate symbols ``prefix_1 .. prefix_n``."""
     assumptions.setdefault("real", True)
     return tuple(sp.Symbol(f"{prefix}_{{{k}}}", **assumptions) for k in range(1, n + 1))
-
-
-def isclose_all(a, b, rtol: float) -> bool:
-    return bool(np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=rtol, atol=0.0))
-

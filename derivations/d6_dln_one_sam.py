@@ -30,7 +30,7 @@ import sympy as sp
 
 from derivations import d5_dln_jsam as _d5
 from derivations._core import (
-    Step, gram_inner, label_cases, lambdify, prove_equal, render_claims, sigmoid, timed_result,
+    Step, gram_inner, lambdify, prove_equal, render_claims, sigmoid, timed_result,
 )
 
 NAME = "D6"

@@ -150,7 +150,23 @@ def steps() -> list[Step]:
              r"with $K = 1 + m$: $(1 + \frac1m)/\sqrt{1 + m\cdot\frac{1}{m^2}} = \sqrt{(m+1)/m}$ simplifies; $m = 1$ gives $\sqrt2$",
              lambda: prove_equal((1 + 1 / m) / sp.sqrt(1 + m / m**2), sp.sqrt((m + 1) / m))
              and prove_equal(sp.sqrt((m + 1) / m).subs(m, 1), sp.sqrt(2))),
+        Step(r"Bounds on $C$: $\delta_k \le \sqrt2\,\rho\|x\|$ since $2(1+q_k^2) - (1+q_k)^2 = (1-q_k)^2$ "
+             r"and $\|q\|^2 \ge q_k^2$; and $\|q\|^2 \ge \frac{1}{K-1}$ since "
+             r"$(K-1)\sum_k q_k^2 - (\sum_k q_k)^2 = \sum_{j<k}(q_j - q_k)^2$. With Jensen "
+             r"($\log\sum_k q_ke^{\delta_k} \ge \sum_k q_k\delta_k$): "
+             r"$\rho\|x\|\sqrt{K/(K-1)} \le C \le \sqrt2\,\rho\|x\|$.",
+             r"polynomial identities expand to 0 (the second for $K - 1 = 2, 3, 4$); Jensen's inequality "
+             r"for the convex $\exp$ is used, not re-proved",
+             lambda: prove_equal(2 * (1 + m**2) - (1 + m) ** 2, (1 - m) ** 2)
+             and all(_sum_of_squares_identity(k) for k in (2, 3, 4))),
     ]
+
+
+def _sum_of_squares_identity(k: int) -> bool:
+    q = symbols_vec("q", k)
+    lhs = k * dot(q, q) - sp.Add(*q) ** 2
+    rhs = sp.Add(*[(q[i] - q[j]) ** 2 for i in range(k) for j in range(i + 1, k)])
+    return prove_equal(lhs, rhs)
 
 
 def check():
@@ -204,19 +220,21 @@ def render() -> str:
         r"p' - e_c = g(\tilde m; C)\,(1 - p_c)\,(q' - e_c)\quad\text{vs.}\quad p - e_c = (1 - p_c)(q - e_c).",
         "$$",
         "",
-        r"4. **Size of $C$.** Uniform shape $q_k = 1/(K-1)$: all $\delta_k = C = \rho\|x\|\sqrt{K/(K-1)}$ "
-        r"($K = 2$: $\sqrt2\,\rho\|x\|$, the binary D1 shift for the two-row parametrisation, whose "
-        r"difference vector $w_1 - w_0$ carries the factor $\sqrt2$). In general, by Jensen "
+        r"4. **Size of $C$.** Uniform shape $q_k = 1/(K-1)$: all $\delta_k = C = \rho\|x\|\sqrt{K/(K-1)}$. "
+        r"$K = 2$ gives $\sqrt2\,\rho\|x\|$: D1's binary shift, enlarged by $\sqrt2$ because a "
+        r"perturbation of norm $\rho$ of the two rows $(w_0, w_1)$ moves their difference "
+        r"$w_1 - w_0$ (the binary weight) by up to $\sqrt2\rho$. In general, by Jensen "
         r"$C \ge \sum_k q_k\delta_k = \rho\|x\|\sqrt{1+\|q\|^2} \ge \rho\|x\|\sqrt{K/(K-1)}$ "
-        r"(Cauchy-Schwarz, $\|q\|^2 \ge 1/(K-1)$), and $C \le \max_k\delta_k \le 2\rho\|x\|$. "
-        r"These two inequalities are standard and checked numerically in the tests, not by SymPy. "
-        r"When the shape $q$ changes with training (examples become confused with one specific "
-        r"class), $C$ changes too; the monotonicity in $\tilde m$ holds at fixed $q$.",
+        r"(as $\|q\|^2 \ge 1/(K-1)$), and $C \le \max_k\delta_k \le \sqrt2\,\rho\|x\|$: the up-weighting "
+        r"strength lies between the uniform-shape value and the two-class value, whatever the "
+        r"loss level. When the shape $q$ changes with training (an example becomes confused with "
+        r"one specific class), $C$ changes too; the monotonicity in $\tilde m$ holds at fixed $q$.",
         "",
         render_claims(steps()),
         "",
         rf"**Dimension.** Claims 1-5 in coordinates, $K = {K}$, $d = {DIM}$, every label; claims 6-8 "
-        rf"for $K = {K}$ classes with label 0 (the others by relabelling). Each identity is a "
+        rf"for $K = {K}$ classes with label 0 (the others by relabelling); claims 9-10 are scalar "
+        r"identities, the uniform-shape one for general $K = 1 + m$. Each identity is a "
         r"statement about softmax of shifted logits or about $rx^\top$, whose form does not "
         r"depend on $K$ or $d$. The numeric cross-check compares with `linsam.softmax` at random points.",
         "",

@@ -78,8 +78,9 @@ def test_every_claim_is_proved(results, name):
 
 
 def test_check_all_is_fast_enough(results):
-    # the budget for `linsam derive --check` is 60 s on 2 cores; leave a wide margin here
-    assert sum(r.seconds for r in results.values()) < 45.0
+    # the budget for `linsam derive --check` is 60 s on 2 cores; CPU time, so that other load on
+    # a shared machine does not make this flaky (SymPy runs on one core: CPU ~ wall when idle)
+    assert sum(r.cpu_seconds for r in results.values()) < 45.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,7 +355,7 @@ def test_d7_surviving_up_weighting(getkey):
         q = np.delete(P[i], c) / (1 - P[i, c])
         assert weight > 1 and C > 0
         assert C >= rho * xn * np.sqrt(1 + q @ q) * (1 - 1e-12) >= rho * xn * np.sqrt(K / (K - 1)) * (1 - 1e-12)
-        assert C <= 2 * rho * xn
+        assert C <= np.sqrt(2.0) * rho * xn * (1 + 1e-12)
     # K = 2: the binary shift sqrt(2) rho ||x||
     p = np.array([0.3, 0.7])
     close(d7.margin_drops(p, 0, 1.0)[1], np.sqrt(2.0), "K=2 margin drop")

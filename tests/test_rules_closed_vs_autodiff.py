@@ -77,3 +77,12 @@ def test_one_sam_weight_matches_definition():
         np.testing.assert_allclose(logreg.one_sam_weight(z, C), direct, rtol=1e-12)
     # Stable where the naive ratio is 0/0: z = 800 gives sigmoid(-z) = 0 in float64.
     assert np.isclose(float(logreg.one_sam_weight(800.0, 2.0)), np.exp(2.0), rtol=1e-12)
+
+
+def test_per_example_weight_at_underflowed_sigmoid():
+    """Lemma 3.1's weight tends to e^C even where sigmoid(-z) underflows to 0 (z = 1000)."""
+    X = jnp.array([[1000.0, 0.0], [0.0, 0.0]])
+    t = jnp.array([1.0, 1.0])
+    w = jnp.array([1.0, 0.0])
+    a = logreg.per_example_weights(w, X, t, 0.005, method="one_sam")  # C = 5 for x_0; x_1 = 0
+    np.testing.assert_allclose(a, [np.exp(5.0), 1.0], rtol=1e-12)

@@ -214,8 +214,12 @@ def per_example_weights(w, X, t, rho, method: str = "one_sam"):
     _check(w, X, t, rho)
     validate.check_method(method, ("one_sam", "nsam"))
     if method == "one_sam":
-        z, C = _one_sam_shift(w, X, t, rho)
-        return one_sam_weight(z, C)
+        # The weight of Lemma 3.1 does not depend on sigmoid(-z) (eps_i = -rho t_i x_i/||x_i||),
+        # so only x_i = 0 needs the eps = 0 convention here; where sigmoid(-z_i) underflows the
+        # weight still is sigmoid(-z + C)/sigmoid(-z) -> e^C (it multiplies a zero gradient).
+        z = _margins(w, X, t)
+        xn = jnp.linalg.norm(X, axis=1)
+        return one_sam_weight(z, jnp.where(xn > 0, rho * xn, 0.0))
     z, delta = _nsam_shift(w, X, t, rho)
     return one_sam_weight(z, -delta)
 

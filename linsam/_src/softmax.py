@@ -55,7 +55,8 @@ def make_model(num_classes: int) -> _rules.Model:
     )
 
 
-# Generic rules need K only for label validation; MODEL validates against W's first axis via _check.
+#: The 2-class model. For K classes use ``make_model(K)``: the generic rules validate labels
+#: against ``Model.num_classes`` (the closed forms here validate against ``W.shape[0]``).
 MODEL = make_model(2)
 
 

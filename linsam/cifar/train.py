@@ -437,12 +437,28 @@ def prop41_coefficients(spec: ProgramSpec, params, X, t, rho: float) -> tuple[fl
     :math:`\lambda_{\rm act} = \rho s/J`, :math:`\lambda_{\rm last} = \rho s q/J` (module doc).
     ``X`` (n, 32, 32, 3) normalised float32 inputs, ``t`` (n,) int labels.
     """
-    lam_last, lam_act = _prop41_program(spec)(params, X, t, jnp.float32(rho))
+    args = (params, X, t, jnp.float32(rho))
+    lam_last, lam_act = _compiled("prop41", spec, *args)(*args)
     return float(lam_last), float(lam_act)
 
 
-#: Compiled executables by (spec, argument shapes): one compile per distinct program.
+#: Compiled executables by (program, spec, argument shapes, options): one compile per program.
 _EXECUTABLES: dict = {}
+#: XLA compiler options for every program compiled here. Empty by default. The CPU tests set
+#: ``{"xla_backend_optimization_level": 0}`` (also: env ``LINSAM_CIFAR_FAST_COMPILE=1``),
+#: which cuts XLA's CPU compile time about 3x for a slower run, right for 2-step tests.
+COMPILER_OPTIONS: dict = (
+    {"xla_backend_optimization_level": 0} if os.environ.get("LINSAM_CIFAR_FAST_COMPILE") == "1" else {}
+)
+
+
+def _compiled(program: str, spec: ProgramSpec, *args):
+    """AOT-compiled executable of ``program`` ('train', 'eval', 'prop41') for these args, cached."""
+    key = (program, spec, _signature(*args), tuple(sorted(COMPILER_OPTIONS.items())))
+    if key not in _EXECUTABLES:
+        jitted = {"train": _train_block_program, "eval": _eval_program, "prop41": _prop41_program}[program](spec)
+        _EXECUTABLES[key] = jitted.lower(*args).compile(dict(COMPILER_OPTIONS) or None)
+    return _EXECUTABLES[key]
 
 
 def _signature(*args) -> tuple:
@@ -531,11 +547,7 @@ class Trainer:
         return out
 
     def _executable(self, state, plan):
-        args = (state, plan, self.device_data, self.hyper())
-        key = (self.spec, _signature(*args))
-        if key not in _EXECUTABLES:
-            _EXECUTABLES[key] = _train_block_program(self.spec).lower(*args).compile()
-        return _EXECUTABLES[key]
+        return _compiled("train", self.spec, state, plan, self.device_data, self.hyper())
 
     def compile(self, state: TrainState) -> float:
         """Ahead-of-time compile the train blocks and the evaluation; returns seconds (0 when
@@ -564,7 +576,6 @@ class Trainer:
     # -- evaluation
     def _logits(self, state: TrainState, x_uint8: np.ndarray):
         """(logits (n, 10) float64, feature norms (n,)) in eval mode, batched with padding."""
-        ev = _eval_program(self.spec)
         variables = {"params": state.params}
         if self.cfg.norm == "batch":
             variables["batch_stats"] = state.batch_stats
@@ -577,7 +588,8 @@ class Trainer:
             m = xb.shape[0]
             if m < bs:
                 xb = np.concatenate([xb, np.zeros((bs - m,) + xb.shape[1:], xb.dtype)])
-            lg, nm = ev(variables, jnp.asarray(xb), mean, std)
+            args = (variables, jnp.asarray(xb), mean, std)
+            lg, nm = _compiled("eval", self.spec, *args)(*args)
             logits.append(np.asarray(lg, np.float64)[:m])
             norms.append(np.asarray(nm, np.float64)[:m])
         return np.concatenate(logits), np.concatenate(norms)

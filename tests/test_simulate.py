@@ -1,0 +1,269 @@
+"""Tests of linsam.simulate: the scan equals a hand-written loop, sweeps equal single runs,
+metrics equal autodiff per-example gradients, results round-trip, bad configs are refused.
+
+Tolerance tiers: exact identities in float64 (rtol 1e-10: the same arithmetic in another
+order); no statistical checks here (those live in the regime map).
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from linsam import dln, logreg, rules
+from linsam import simulate as sim
+from linsam._src.simulate import _batch
+from linsam.data import MixtureSpec, NoiseSpec
+
+EXACT = dict(rtol=1e-10, atol=1e-12)  # float64 identity, different summation order
+
+TINY = sim.SimConfig(
+    name="tiny",
+    n=12,
+    steps=6,
+    record_every=2,
+    record_dense=2,
+    lr=0.5,
+    rhos=(0.0, 0.7),
+    num_seeds=2,
+    methods=("gd", "one_sam"),
+    init_scale=1.0,
+    hidden=3,
+    dtype="float64",
+    data=MixtureSpec("isotropic", 5, 1.0, sigma=0.8),
+    noise=NoiseSpec("symmetric", 0.25),
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_logreg():
+    return sim.simulate(TINY, keep_params=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_dln():
+    cfg = TINY.replace(model="dln", methods=("gd", "one_sam", "jsam", "jreg_fixed"), lam_last=0.1, lam_act=0.2)
+    return cfg, sim.simulate(cfg, keep_params=True)
+
+
+def _manual(cfg, method, rho, seed, mod):
+    """A plain Python loop with the validated public rules: the reference trajectory."""
+    ds = sim.training_data(cfg, seed)
+    p = sim.initial_params(cfg, seed)
+    out = [p]
+    for _ in range(cfg.steps):
+        u = mod.direction(method, p, ds.X, ds.noisy, rho=rho, lam_last=cfg.lam_last, lam_act=cfg.lam_act)
+        p = jax.tree_util.tree_map(lambda a, g: a - cfg.lr * g, p, u)
+        out.append(p)
+    return [out[s] for s in sim.record_steps(cfg)]
+
+
+def test_record_steps():
+    np.testing.assert_array_equal(sim.record_steps(TINY), [0, 1, 2, 4, 6])
+
+
+def test_logreg_scan_equals_python_loop(tiny_logreg):
+    res = tiny_logreg
+    assert res.metrics["test_acc"].shape == (2, 2, 2, 5)
+    for mi, method in enumerate(TINY.methods):
+        for ri, rho in enumerate(TINY.rhos):
+            for si, seed in enumerate(res.axes["seed"]):
+                ref = _manual(TINY, method, rho, int(seed), logreg)
+                np.testing.assert_allclose(res.params[mi, ri, si], np.stack(ref), **EXACT, err_msg=f"{method} rho={rho}")
+
+
+def test_dln_scan_equals_python_loop(tiny_dln):
+    cfg, res = tiny_dln
+    for mi, method in enumerate(cfg.methods):
+        ref = _manual(cfg, method, 0.7, 1, dln)
+        np.testing.assert_allclose(res.params.v[mi, 1, 1], np.stack([p.v for p in ref]), **EXACT, err_msg=method)
+        np.testing.assert_allclose(res.params.W[mi, 1, 1], np.stack([p.W for p in ref]), **EXACT, err_msg=method)
+
+
+def test_sweep_slice_equals_single_run(tiny_logreg):
+    traj = sim.run(TINY, "one_sam", 0.7, 1, keep_params=True)
+    for k, v in traj.metrics.items():
+        np.testing.assert_allclose(v, tiny_logreg.sel(k, method="one_sam", rho=0.7, seed=1), **EXACT, err_msg=k)
+    np.testing.assert_array_equal(traj.steps, tiny_logreg.axes["step"])
+
+
+def test_seed_chunks_equal_one_call(tiny_logreg):
+    res = sim.simulate(TINY.replace(seed_chunk=1, num_seeds=2), progress=False)
+    np.testing.assert_allclose(res.metrics["test_acc"], tiny_logreg.metrics["test_acc"], **EXACT)
+
+
+def test_gd_trajectory_does_not_depend_on_rho(tiny_logreg):
+    acc = tiny_logreg.sel("test_acc", method="gd")
+    np.testing.assert_array_equal(acc[0], acc[1])
+    # ... while its rho-dependent metrics do (evaluated at each rho)
+    w = tiny_logreg.sel("sam_weight_clean", method="gd")
+    np.testing.assert_array_equal(w[0], 1.0)
+    assert np.all(w[1] > 1.0)
+
+
+def test_metrics_equal_autodiff_per_example_grads(tiny_logreg, tiny_dln):
+    """sam_grad_norm_* is the norm of the true per-example gradient at w + eps_i."""
+    cases = [(TINY, tiny_logreg, logreg.MODEL, lambda p: p), (*tiny_dln, dln.MODEL, lambda p: p)]
+    for cfg, res, model, _ in cases:
+        seed = int(res.axes["seed"][0])
+        ds = sim.training_data(cfg, seed)
+        rho = 0.7
+        mi = res.axes["method"].index("one_sam")
+        p = jax.tree_util.tree_map(lambda a: jnp.asarray(a[mi, 1, 0, 3]), res.params)
+        g = rules.per_example_grads(model, p, ds.X, ds.noisy)
+        gnorm = jnp.sqrt(sum(jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=1) for x in jax.tree_util.tree_leaves(g)))
+
+        def perturbed_norm(i):
+            gi = jax.tree_util.tree_map(lambda a: a[i], g)
+            eps = jax.tree_util.tree_map(lambda a: rho * a / gnorm[i], gi)
+            q = jax.tree_util.tree_map(jnp.add, p, eps)
+            gq = jax.grad(lambda q: rules.example_loss(model, q, ds.X[i], ds.noisy[i]))(q)
+            return rules.safe_norm(gq)
+
+        sam_norms = jnp.stack([perturbed_norm(i) for i in range(cfg.n)])
+        clean, noisy = ~ds.mask, ds.mask
+        got = {k: res.metrics[k][mi, 1, 0, 3] for k in res.metrics}
+        np.testing.assert_allclose(got["grad_norm_clean"], gnorm[clean].mean(), **EXACT)
+        np.testing.assert_allclose(got["grad_norm_noisy"], gnorm[noisy].mean(), **EXACT)
+        np.testing.assert_allclose(got["sam_grad_norm_clean"], sam_norms[clean].mean(), **EXACT)
+        np.testing.assert_allclose(got["sam_grad_norm_noisy"], sam_norms[noisy].mean(), **EXACT)
+        np.testing.assert_allclose(got["sam_grad_norm_ratio"], sam_norms[clean].mean() / sam_norms[noisy].mean(), **EXACT)
+        losses = jax.vmap(lambda x, t: rules.example_loss(model, p, x, t))(ds.X, ds.noisy)
+        np.testing.assert_allclose(got["loss_noisy"], losses[noisy].mean(), **EXACT)
+
+
+def test_dln_norm_metrics(tiny_dln):
+    cfg, res = tiny_dln
+    ds = sim.training_data(cfg, int(res.axes["seed"][1]))
+    p = dln.DLNParams(*(jnp.asarray(a[2, 0, 1, -1]) for a in res.params))
+    got = {k: res.metrics[k][2, 0, 1, -1] for k in res.metrics}
+    np.testing.assert_allclose(got["v_norm"], jnp.linalg.norm(p.v), **EXACT)
+    np.testing.assert_allclose(got["W_norm"], jnp.linalg.norm(p.W), **EXACT)
+    np.testing.assert_allclose(got["act_norm"], jnp.linalg.norm(ds.X @ p.W.T, axis=1).mean(), **EXACT)
+    np.testing.assert_allclose(got["w_norm"], jnp.linalg.norm(p.W.T @ p.v), **EXACT)
+
+
+def test_train_accuracy_metrics(tiny_logreg):
+    ds = sim.training_data(TINY, 0)
+    w = jnp.asarray(tiny_logreg.params[1, 1, 0, -1])
+    z = ds.noisy * (ds.X @ w)
+    got = tiny_logreg.sel("train_acc_noisy", method="one_sam", rho=0.7, seed=0)[-1]
+    np.testing.assert_allclose(got, np.mean(z[ds.mask] > 0), **EXACT)
+    assert ds.rate == 3 / 12
+
+
+def test_zero_init_dln_stays_put_without_nan():
+    cfg = TINY.replace(model="dln", init_scale=0.0, methods=("gd", "one_sam", "lsam", "jsam", "jreg", "nsam"))
+    res = sim.simulate(cfg, keep_params=True)
+    for leaf in res.params:
+        assert np.all(leaf == 0.0)
+    assert np.all(res.metrics["test_acc"] == 0.5)
+    assert np.all(np.isfinite(res.metrics["train_acc"]))
+
+
+def test_minibatch_epochs_use_every_example_once():
+    n, B = 10, 3
+    X = jnp.arange(n, dtype=jnp.float32)[:, None]
+    t = jnp.ones(n)
+    key = jax.random.PRNGKey(0)
+    seen = np.concatenate([np.asarray(_batch(key, i, X, t, None, B)[0][:, 0]) for i in range(3)])
+    assert len(set(seen.tolist())) == 9  # one epoch = 3 disjoint batches
+    nxt = np.asarray(_batch(key, 3, X, t, None, B)[0][:, 0])
+    assert not np.array_equal(nxt, seen[:3])  # a new epoch reshuffles
+
+
+def test_sgd_run_differs_from_full_batch_and_is_reproducible():
+    cfg = TINY.replace(batch_size=4, num_seeds=1, methods=("one_sam",), rhos=(0.7,))
+    a, b = sim.simulate(cfg), sim.simulate(cfg)
+    np.testing.assert_array_equal(a.metrics["test_acc"], b.metrics["test_acc"])
+    full = sim.simulate(cfg.replace(batch_size=0))
+    assert not np.allclose(a.metrics["w_norm"][..., -1], full.metrics["w_norm"][..., -1])
+
+
+def test_save_load_roundtrip(tiny_logreg, tmp_path):
+    out = tiny_logreg.save(tmp_path / "res")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "results.npz"]
+    back = sim.SweepResult.load(out)
+    assert back.config == TINY and back.axes["method"] == list(TINY.methods)
+    for k, v in tiny_logreg.metrics.items():
+        np.testing.assert_array_equal(back.metrics[k], v)
+    np.testing.assert_array_equal(back.noise_rate, tiny_logreg.noise_rate)
+    info = json.loads((out / "config.json").read_text())
+    assert info["linsam_version"] and info["axes"] == ["method", "rho", "seed", "step"]
+
+
+def test_config_dict_roundtrip():
+    cfg = TINY.replace(meta=(("role", "report"),), data=MixtureSpec("anisotropic", 6, 1.0, mean_coords=(2, 4)))
+    assert sim.SimConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_shipped_configs_parse():
+    names = sim.shipped_configs()
+    assert "default" in names
+    for name in names:
+        cfg = sim.load_config(name)
+        assert cfg.name == name, f"{name}.toml must set name = {name!r}"
+
+
+def test_default_sweep_is_the_issue_sweep():
+    cfg = sim.load_config("default")
+    assert (len(cfg.methods), len(cfg.rhos), cfg.num_seeds) == (2, 8, 20)
+    assert (cfg.n, cfg.data.d, cfg.steps) == (500, 2000, 3000)
+
+
+@pytest.mark.parametrize(
+    "changes, msg",
+    [
+        (dict(n=1), "n must be an integer >= 2"),
+        (dict(steps=0), "steps must be an integer >= 1"),
+        (dict(record_every=0), "record_every must be an integer >= 1"),
+        (dict(record_every=-2), "record_every must be an integer >= 1"),
+        (dict(steps=7, record_dense=0), "must be a multiple of record_every"),
+        (dict(methods=("gd", "sam")), "methods must be one of"),
+        (dict(model="mlp"), "model must be one of"),
+        (dict(rhos=(-0.1,)), "rhos must be a finite number >= 0"),
+        (dict(lr=0.0), "lr must be a finite number > 0"),
+        (dict(batch_size=13), "batch_size must be an integer in"),
+        (dict(noise=NoiseSpec("symmetric", 1.0)), r"noise.rate must be in \[0, 1\)"),
+        (dict(noise=NoiseSpec("symmetric", -0.1)), r"noise.rate must be in \[0, 1\)"),
+        (dict(data=MixtureSpec("spiral", 5)), "data.kind must be one of"),
+        (dict(num_seeds=0), "num_seeds must be an integer >= 1"),
+    ],
+)
+def test_bad_config_refused_before_work(changes, msg):
+    with pytest.raises(ValueError, match=msg):
+        sim.simulate(dataclasses.replace(TINY, **changes))  # simulate validates first
+
+
+def test_unknown_config_keys_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown config key"):
+        sim.SimConfig.from_dict({"n": 10, "stpes": 5})
+    with pytest.raises(ValueError, match=r"unknown \[noise\] key"):
+        sim.SimConfig.from_dict({"noise": {"rate": 0.1, "kind": "symmetric", "temp": 1}})
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nsteps = -1\n')
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+        sim.load_config(bad)
+
+
+def test_cli_simulate_and_regimes(tmp_path):
+    from linsam import cli
+
+    cfg_path = tmp_path / "tiny.toml"
+    cfg_path.write_text(
+        'name = "tiny_cli"\nmethods = ["gd", "one_sam"]\nrhos = [0.5]\nnum_seeds = 2\nn = 12\nsteps = 4\n'
+        'record_every = 2\nlr = 0.5\ninit_scale = 1.0\ndtype = "float64"\n'
+        '[data]\nkind = "isotropic"\nd = 5\nmean_norm = 1.0\n[noise]\nkind = "symmetric"\nrate = 0.25\n'
+        '[meta]\nregime = "tiny"\nrole = "report"\ntable = "linear"\n'
+    )
+    out = tmp_path / "res"
+    assert cli.main(["simulate", "--config", str(cfg_path), "--out", str(out / "tiny_cli")]) == 0
+    assert (out / "tiny_cli" / "results.npz").exists()
+    doc = tmp_path / "regimes.md"
+    assert cli.main(["regimes", "--results", str(out), "--out", str(doc)]) == 0
+    text = doc.read_text()
+    assert "tiny" in text and "| 1-SAM" in text or "one_sam" in text

@@ -137,7 +137,7 @@ def _data_for(config: "_sim.SimConfig", mixture, dtype):
     return jnp.stack(Xs), jnp.stack(ts), jnp.stack(masks), np.asarray(rates), _stack(p0s), jnp.stack(k_sgds)
 
 
-def sweep(config: "_sim.SimConfig", *, keep_params: bool = False, progress=None) -> "_sim.SweepResult":
+def sweep(config: "_sim.SimConfig", *, keep_params: bool = False, progress=None, return_data: bool = False):
     """Run ``config`` (every method x rho x seed); the result of ``linsam.simulate.simulate``.
 
     Args:
@@ -146,8 +146,12 @@ def sweep(config: "_sim.SimConfig", *, keep_params: bool = False, progress=None)
         ``(method, rho, seed, step, ...)``.
       progress: ``None`` or a callable ``progress(message)`` for one line per method.
 
+      return_data: also return the training sets ``(X, noisy labels, noise mask)``, arrays
+        with a leading seed axis (what ``linsam.simulate.training_data`` gives per seed).
+
     Returns:
-      :class:`linsam.simulate.SweepResult`; ``elapsed_s`` includes compilation.
+      :class:`linsam.simulate.SweepResult` (``elapsed_s`` includes compilation), or
+      ``(result, (X, t, mask))`` with ``return_data``.
     """
     config = config.validate()
     t0 = time.perf_counter()
@@ -179,7 +183,7 @@ def sweep(config: "_sim.SimConfig", *, keep_params: bool = False, progress=None)
     params = jax.tree_util.tree_map(lambda *a: np.stack(a), *kept) if keep_params else None
     axes = dict(method=list(config.methods), rho=np.asarray(config.rhos, float), seed=config.seeds,
                 step=_sim.record_steps(config))
-    return _sim.SweepResult(
+    res = _sim.SweepResult(
         config=config,
         axes=axes,
         metrics=metrics,
@@ -189,6 +193,7 @@ def sweep(config: "_sim.SimConfig", *, keep_params: bool = False, progress=None)
         elapsed_s=time.perf_counter() - t0,
         params=params,
     )
+    return (res, (X, t, mask)) if return_data else res
 
 
 def _print_progress(message: str) -> None:  # pragma: no cover - convenience

@@ -31,10 +31,11 @@ products per step, bandwidth-bound (each step streams every :math:`X_s` twice).
 logits follow :math:`M_{k+1} = M_k + \frac{\eta}{n} K C_k` with the Gram matrix
 :math:`K = X X^\top \in \mathbb R^{n\times n}` (computed once). A step costs
 :math:`2n^2R` flops and reads :math:`n^2` numbers instead of :math:`4ndR` and :math:`2nd`;
-at each record step :math:`W` is rebuilt (:math:`X^\top A`) and :math:`M = X W`
-recomputed, so rounding drift never outlives one record interval. Same trajectory as the
-primal form up to float rounding; cheaper when :math:`n < 2d` (``form="auto"`` picks by
-the flop count, :func:`flops_per_step`).
+the logits :math:`M` are carried, and :math:`W` is rebuilt (:math:`X^\top A`, one pass over
+:math:`X`) only at record steps. Same trajectory as the primal form up to float rounding
+(:math:`M` and :math:`XW` differ by a random walk of rounding errors, about
+:math:`\sqrt{\text{steps}}` ulps); cheaper when :math:`n < 2d` (``form="auto"`` picks by the
+flop count, :func:`flops_per_step`).
 
 **Records.** Metrics are computed only at steps ``0, k, 2k, ..., steps``: a ``lax.scan`` over
 record blocks whose body is a ``lax.fori_loop`` of ``k`` metric-free steps; no host
@@ -92,6 +93,7 @@ class SweepData(NamedTuple):
       noisy: ``(n,)`` bool, True where the label was flipped, or None (no clean/noisy split).
       X_test: ``(m, d)`` test inputs, or None.
       t_test: ``(m,)`` test labels in {-1, +1}, or None.
+      x_norm: ``(n,)`` the norms :math:`\|x_i\|`; filled in by the sweep (leave None).
     """
 
     X: Any
@@ -99,6 +101,7 @@ class SweepData(NamedTuple):
     noisy: Any = None
     X_test: Any = None
     t_test: Any = None
+    x_norm: Any = None
 
 
 class FastSweepResult(NamedTuple):
@@ -138,36 +141,36 @@ def choose_form(n: int, d: int, record_every: int) -> str:
 def flops_per_step(n: int, d: int, R: int, record_every: int, form: str = "primal", m_test: int = 0) -> float:
     r"""Floating-point operations per step of one dataset with ``R`` runs (multiply-add = 2).
 
-    primal: :math:`4ndR` (the two GEMMs) :math:`+ 2dR` (the update) :math:`+ (2nd + 2m d)R/k`
-    (the logits and test logits at a record step, amortised over ``k = record_every``).
+    primal: :math:`4ndR` (the two GEMMs) :math:`+ 2dR` (the update) :math:`+ 2mdR/k` (test
+    logits at a record step, amortised over ``k = record_every``; the training logits are
+    carried from the step).
     dual: :math:`2n^2R` (:math:`K C`) :math:`+ 4nR` (updates of M and A)
-    :math:`+ (4nd + 2d + 2md)R/k` (rebuilding W and M at a record).
+    :math:`+ (2nd + 2d + 2md)R/k` (rebuilding W at a record).
     Element-wise work (:math:`\sigma`, masks; about :math:`10nR`) is not counted; the
-    one-off Gram matrix :math:`2n^2d` is not either.
+    one-off :math:`XW_0` and Gram matrix :math:`2n^2d` are not either.
     """
     k = record_every
     if form == "primal":
-        return 4.0 * n * d * R + 2.0 * d * R + (2.0 * n * d + 2.0 * m_test * d) * R / k
+        return 4.0 * n * d * R + 2.0 * d * R + 2.0 * m_test * d * R / k
     if form == "dual":
-        return 2.0 * n * n * R + 4.0 * n * R + (4.0 * n * d + 2.0 * d + 2.0 * m_test * d) * R / k
+        return 2.0 * n * n * R + 4.0 * n * R + (2.0 * n * d + 2.0 * d + 2.0 * m_test * d) * R / k
     raise ValueError(f"form must be 'primal' or 'dual', got {form!r}")
 
 
 def bytes_per_step(n: int, d: int, R: int, record_every: int, itemsize: int, form: str = "primal") -> float:
     r"""Bytes that must cross the memory bus per step of one dataset (streaming, no cache reuse).
 
-    primal: :math:`X` read twice (:math:`XW`, :math:`X^\top C`), :math:`W` read twice and
-    written once: :math:`(2nd + 3dR)\,s`, plus one more read of :math:`X` per record
-    (:math:`nd\,s/k`); ``s = itemsize``.
+    primal: :math:`X` read twice (:math:`X^\top C`, then :math:`XW`), :math:`W` read twice
+    and written once: :math:`(2nd + 3dR)\,s` (``s = itemsize``).
     dual: :math:`K` read once, :math:`M, A` read and written: :math:`(n^2 + 4nR)\,s`, plus
-    :math:`2nd\,s/k` per record.
-    The (n, R) temporaries are assumed to stay in cache.
+    one read of :math:`X` per record (:math:`nd\,s/k`).
+    The (n, R) temporaries are assumed to stay in cache; a test set adds :math:`md\,s/k`.
     """
     k, s = record_every, itemsize
     if form == "primal":
-        return (2.0 * n * d + 3.0 * d * R + n * d / k) * s
+        return (2.0 * n * d + 3.0 * d * R) * s
     if form == "dual":
-        return (1.0 * n * n + 4.0 * n * R + 2.0 * n * d / k) * s
+        return (1.0 * n * n + 4.0 * n * R + n * d / k) * s
     raise ValueError(f"form must be 'primal' or 'dual', got {form!r}")
 
 
@@ -196,13 +199,6 @@ def method_rho_grid(methods, rhos) -> tuple[np.ndarray, list[tuple[str, float]]]
 # ----------------------------------------------------------------------------- metrics
 
 
-def _mean_over(values, mask):
-    """Mean over ``mask``; NaN where the group is empty."""
-    cnt = jnp.sum(mask)
-    tot = jnp.sum(jnp.where(mask, values, 0.0))
-    return jnp.where(cnt > 0, tot / jnp.maximum(cnt, 1), jnp.nan)
-
-
 def default_metrics(w, logits, data: SweepData, rho) -> dict:
     r"""Metrics of one run at one record step (pure JAX; vmapped over runs and seeds).
 
@@ -226,27 +222,25 @@ def default_metrics(w, logits, data: SweepData, rho) -> dict:
     z = t * logits
     correct = (z > 0).astype(dt) + 0.5 * (z == 0).astype(dt)
     loss = jax.nn.softplus(-z)
-    out = dict(loss=jnp.mean(loss), train_acc=jnp.mean(correct), w_norm=jnp.linalg.norm(w))
-    if data.noisy is not None:
-        xn = jnp.linalg.norm(X, axis=1)
+    out = dict(w_norm=jnp.linalg.norm(w))
+    if data.noisy is None:
+        out.update(loss=jnp.mean(loss), train_acc=jnp.mean(correct))
+    else:
+        # every group mean in one small product: (n, 3 groups)^T (n, 4 quantities)
+        xn = jnp.linalg.norm(X, axis=1) if data.x_norm is None else data.x_norm
         s = jax.nn.sigmoid(-z)
         C = jnp.where((s > 0) & (xn > 0), rho * xn, 0.0)
-        gn = s * xn
-        sgn = jax.nn.sigmoid(-z + C) * xn
-        clean, noisy = ~data.noisy, data.noisy
-        gn_c, gn_n = _mean_over(gn, clean), _mean_over(gn, noisy)
-        sg_c, sg_n = _mean_over(sgn, clean), _mean_over(sgn, noisy)
+        per_example = jnp.stack([correct, loss, s * xn, jax.nn.sigmoid(-z + C) * xn], axis=1)
+        noisy = data.noisy.astype(dt)
+        groups = jnp.stack([jnp.ones_like(noisy), 1.0 - noisy, noisy], axis=1)
+        counts = jnp.sum(groups, axis=0)
+        means = (groups.T @ per_example) / jnp.where(counts > 0, counts, 1.0)[:, None]
+        means = jnp.where(counts[:, None] > 0, means, jnp.nan)  # (all, clean, noisy) x quantities
+        (acc, acc_c, acc_n), (ls, ls_c, ls_n), (_, gn_c, gn_n), (_, sg_c, sg_n) = means.T
         out.update(
-            train_acc_clean=_mean_over(correct, clean),
-            train_acc_noisy=_mean_over(correct, noisy),
-            loss_clean=_mean_over(loss, clean),
-            loss_noisy=_mean_over(loss, noisy),
-            grad_norm_clean=gn_c,
-            grad_norm_noisy=gn_n,
-            grad_norm_ratio=gn_c / gn_n,
-            sam_grad_norm_clean=sg_c,
-            sam_grad_norm_noisy=sg_n,
-            sam_grad_norm_ratio=sg_c / sg_n,
+            loss=ls, train_acc=acc, train_acc_clean=acc_c, train_acc_noisy=acc_n, loss_clean=ls_c, loss_noisy=ls_n,
+            grad_norm_clean=gn_c, grad_norm_noisy=gn_n, grad_norm_ratio=gn_c / gn_n,
+            sam_grad_norm_clean=sg_c, sam_grad_norm_noisy=sg_n, sam_grad_norm_ratio=sg_c / sg_n,
         )
     if data.X_test is not None:
         zt = data.t_test * (data.X_test @ w)
@@ -270,26 +264,33 @@ def _record(metrics_fn, W, M, data, rho):
 
 def _trajectory(data: SweepData, W0, rho, lr, *, form, steps, record_every, metrics_fn):
     """One dataset, ``R`` runs: ``W0`` ``(d, R)``, ``rho``/``lr`` ``(R,)`` ->
-    (final W ``(R, d)``, metrics name -> ``(R, T)``)."""
+    (final W ``(R, d)``, metrics name -> ``(R, T)``).
+
+    Both forms carry the logits :math:`M = XW` from step to step, so a record step costs
+    no extra pass over :math:`X` in the primal form and one (:math:`X^\top A`, rebuilding
+    :math:`W`) in the dual form."""
     X, t = data.X, data.t
     n = X.shape[0]
     xn = jnp.linalg.norm(X, axis=1)
+    data = data._replace(x_norm=xn)
     xpos = xn > 0
     C0 = xn[:, None] * rho[None, :]
     scale = (lr / n)[None, :]
     k = record_every
+    M0 = X @ W0
+    m0 = _record(metrics_fn, W0, M0, data, rho)
 
     if form == "primal":
 
-        def step(_, W):
-            return W + scale * (X.T @ _coefficients(X @ W, t, C0, xpos))
+        def step(_, carry):
+            W, M = carry
+            W = W + scale * (X.T @ _coefficients(M, t, C0, xpos))
+            return W, X @ W
 
-        def block(W, _):
-            W = lax.fori_loop(0, k, step, W)
-            return W, _record(metrics_fn, W, X @ W, data, rho)
+        def block(carry, _):
+            carry = lax.fori_loop(0, k, step, carry)
+            return carry, _record(metrics_fn, *carry, data, rho)
 
-        m0 = _record(metrics_fn, W0, X @ W0, data, rho)
-        W, ms = lax.scan(block, W0, None, length=steps // k)
     else:
         K = X @ X.T
 
@@ -300,14 +301,11 @@ def _trajectory(data: SweepData, W0, rho, lr, *, form, steps, record_every, metr
 
         def block(carry, _):
             W, M = carry
-            _, A = lax.fori_loop(0, k, step, (M, jnp.zeros_like(M)))
+            M, A = lax.fori_loop(0, k, step, (M, jnp.zeros_like(M)))
             W = W + scale * (X.T @ A)
-            M = X @ W
             return (W, M), _record(metrics_fn, W, M, data, rho)
 
-        M0 = X @ W0
-        m0 = _record(metrics_fn, W0, M0, data, rho)
-        (W, _), ms = lax.scan(block, (W0, M0), None, length=steps // k)
+    (W, _), ms = lax.scan(block, (W0, M0), None, length=steps // k)
     metrics = {name: jnp.concatenate([m0[name][None], ms[name]]).T for name in m0}
     return W.T, metrics
 

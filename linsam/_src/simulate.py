@@ -92,6 +92,10 @@ class SimConfig:
         multiple of ``record_every``.
       hidden: DLN width h.
       lam_last, lam_act: ``jreg_fixed`` coefficients.
+      lam_scale_by_rho: if true, ``jreg_fixed`` uses ``lam_last * rho`` and ``lam_act * rho``,
+        so the rho axis sweeps its strength (selected like any other method's rho); with
+        constants of the size of :math:`s_i/J_i` this is Proposition 4.1's coefficient
+        :math:`\rho\,s_i/J_i` frozen at a typical value.
       dtype: ``"float32"`` (sweeps) or ``"float64"`` (exact tests).
       seed_chunk: seeds per compiled call (0 = all at once); smaller chunks give progress
         lines and bound memory, and reuse the same compilation.
@@ -114,6 +118,7 @@ class SimConfig:
     hidden: int = 32
     lam_last: float = 0.0
     lam_act: float = 0.0
+    lam_scale_by_rho: bool = False
     dtype: str = "float32"
     seed_chunk: int = 0
     data: MixtureSpec = MixtureSpec()
@@ -497,7 +502,7 @@ def _direction_fn(model, method):
 
 
 def _run(seed_key, mixture, rho, *, model, method, n, steps, record_every, record_dense, batch_size, lr, init_scale, hidden,
-         lam_last, lam_act, noise, dtype, keep_params):
+         lam_last, lam_act, lam_scale_by_rho, noise, dtype, keep_params):
     """One training run (pure; vmap over ``seed_key`` and ``rho``)."""
     k_data, k_init, k_sgd = jax.random.split(seed_key, 3)
     ds = _sample_binary(k_data, mixture, n, noise, dtype)
@@ -509,6 +514,8 @@ def _run(seed_key, mixture, rho, *, model, method, n, steps, record_every, recor
         rho_step = jnp.zeros((), dtype)  # keeps the carry un-batched over the rho axis
     else:
         rho_step = rho
+    if method == "jreg_fixed" and lam_scale_by_rho:
+        lam_last, lam_act = lam_last * rho, lam_act * rho
 
     def metrics(p):
         return record_metrics(model, p, ds.X, ds.noisy, ds.mask, mixture, rho)
@@ -541,18 +548,23 @@ def _run(seed_key, mixture, rho, *, model, method, n, steps, record_every, recor
 
 
 @partial(jax.jit, static_argnames=("static",))
-def _sweep_kernel(keys, rhos, mixture, static):
-    """All methods x rhos x seeds: dict name -> (method, rho, seed, T)."""
-    (model, methods, n, steps, record_every, record_dense, batch_size, lr, init_scale, hidden, lam_last, lam_act,
-     noise, dtype, keep_params) = static
+def _sweep_kernel(keys, rhos, mixture, hyper, static):
+    """All methods x rhos x seeds: dict name -> (method, rho, seed, T).
+
+    ``hyper`` = (lr, init_scale, lam_last, lam_act) are traced (no recompilation when they
+    change); ``static`` holds what fixes shapes and control flow."""
+    (model, methods, n, steps, record_every, record_dense, batch_size, hidden, lam_scale_by_rho, noise, dtype,
+     keep_params) = static
     dtype = jnp.dtype(dtype)
+    lr, init_scale, lam_last, lam_act = (jnp.asarray(h, dtype) for h in hyper)
     mixture = GaussianMixture(mixture.mu.astype(dtype), mixture.scale.astype(dtype))
     per_method, per_method_params = [], []
     rate = None
     for method in methods:
         run = partial(_run, model=model, method=method, n=n, steps=steps, record_every=record_every,
-                      record_dense=record_dense, batch_size=batch_size, lr=lr, init_scale=init_scale, hidden=hidden, lam_last=lam_last,
-                      lam_act=lam_act, noise=noise, dtype=dtype, keep_params=keep_params)
+                      record_dense=record_dense, batch_size=batch_size, lr=lr, init_scale=init_scale, hidden=hidden,
+                      lam_last=lam_last, lam_act=lam_act, lam_scale_by_rho=lam_scale_by_rho, noise=noise, dtype=dtype,
+                      keep_params=keep_params)
         over_rho = jax.vmap(run, in_axes=(None, None, 0))
         ms, ps, rates = jax.vmap(over_rho, in_axes=(0, None, None))(keys, mixture, rhos)  # (seed, rho, ...)
         rate = rates[:, 0]
@@ -684,10 +696,12 @@ def _atomic_write(path: Path, write) -> None:
 def _static(config: SimConfig, keep_params: bool):
     return (
         config.model, tuple(config.methods), config.n, config.steps, config.record_every, config.record_dense,
-        config.batch_size,
-        float(config.lr), float(config.init_scale), config.hidden, float(config.lam_last), float(config.lam_act),
-        config.noise, config.dtype, bool(keep_params),
+        config.batch_size, config.hidden, bool(config.lam_scale_by_rho), config.noise, config.dtype, bool(keep_params),
     )
+
+
+def _hyper(config: SimConfig):
+    return tuple(float(v) for v in (config.lr, config.init_scale, config.lam_last, config.lam_act))
 
 
 def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | None = None) -> SweepResult:
@@ -723,7 +737,7 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
         keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(ch))
         if len(ch) < chunk:  # pad the last chunk to the compiled shape
             keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], chunk - len(ch), axis=0)])
-        res = jax.block_until_ready(_sweep_kernel(keys, rhos, mixture, static))
+        res = jax.block_until_ready(_sweep_kernel(keys, rhos, mixture, _hyper(config), static))
         res = jax.tree_util.tree_map(lambda a: np.asarray(a), res)
         outs.append((res, len(ch)))
         if progress:

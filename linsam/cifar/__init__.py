@@ -1,0 +1,43 @@
+"""CIFAR-10 + label noise + ResNet-18: the paper's deep experiment (Baek et al., ICLR 2024, Sec. 4).
+
+Submodules:
+
+- :mod:`linsam.cifar.data`: loaders (the shared JPEG archive, cached; the original pickles),
+  per-channel normalisation, on-device augmentation, label noise through :mod:`linsam.data`.
+- :mod:`linsam.cifar.resnet`: CIFAR ResNet-18 in Flax (LayerNorm / GroupNorm / BatchNorm,
+  bf16 compute) and its :class:`linsam.rules.Model` adapter.
+- :mod:`linsam.cifar.train`: the driver (methods through :mod:`linsam.rules`, optax SGD,
+  per-epoch metrics, checkpoints and resume, results JSON).
+- :mod:`linsam.cifar.presets`, :mod:`linsam.cifar.plot`.
+
+Needs the optional extra ``gpu`` (flax, optax, pillow). :mod:`linsam.cifar.data` alone needs
+only pillow; the Flax parts are imported on first use. The command line is ``linsam cifar``;
+docs/cifar.md describes the results schema and the budget arithmetic.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from linsam.cifar.data import CIFAR10, CLASSES, DatasetError, load_cifar10  # noqa: F401
+
+_LAZY = {
+    "CifarConfig": "linsam.cifar.train",
+    "run": "linsam.cifar.train",
+    "run_method": "linsam.cifar.train",
+    "validate_config": "linsam.cifar.train",
+    "METHODS": "linsam.cifar.train",
+    "ResNet18": "linsam.cifar.resnet",
+    "make_rules_model": "linsam.cifar.resnet",
+    "PRESETS": "linsam.cifar.presets",
+    "plot_curves": "linsam.cifar.plot",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'linsam.cifar' has no attribute {name!r}")
+
+
+__all__ = ["CIFAR10", "CLASSES", "DatasetError", "load_cifar10", *_LAZY]

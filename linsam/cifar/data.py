@@ -435,7 +435,7 @@ def channel_stats(x_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flat = x.reshape(-1, 3).astype(np.float64) / 255.0
     mean = flat.mean(axis=0)
     std = flat.std(axis=0)
-    std = np.where(std > 0, std, 1.0)
+    std = np.where(std > 1e-6, std, 1.0)  # a constant channel is left unscaled, not divided by ~0
     return mean.astype(np.float32), std.astype(np.float32)
 
 

@@ -49,8 +49,9 @@ import numpy as np
 from linsam import rules
 
 NORMS = ("layer", "group", "batch")
-#: Blocks per stage by depth: 18 is ResNet-18; 10 (one block per stage) is the shallow variant
-#: the CPU tests use to keep XLA compile times in budget.
+#: Blocks per stage by depth: 18 is ResNet-18; 10 (one block per stage) and 6 (one block in
+#: each of the first two stages, features of width 2w) are shallow variants for the CPU tests,
+#: which must keep XLA compile times in budget.
 STAGE_SIZES = {18: (2, 2, 2, 2), 10: (1, 1, 1, 1), 6: (1, 1)}
 COMPUTE_DTYPES = ("float32", "bfloat16")
 #: Norm layers whose output for one example does not depend on the rest of the batch.
@@ -106,8 +107,9 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     r"""CIFAR ResNet-18 with width multiplier ``width`` (64 = the standard network).
 
-    Input ``x``: (n, 32, 32, 3) (any float dtype, cast to the compute dtype); output logits
-    (n, num_classes) float32. ``features`` returns the penultimate activations (n, 8*width).
+    Input ``x``: (n, H, W, 3) (32x32 for CIFAR; any float dtype, cast to the compute dtype);
+    output logits (n, num_classes) float32. ``features`` returns the penultimate activations,
+    shape (n, 2**(len(stage_sizes) - 1) * width), i.e. (n, 8*width) for ResNet-18.
     """
 
     num_classes: int = 10
@@ -129,7 +131,7 @@ class ResNet18(nn.Module):
         self.head = nn.Dense(self.num_classes, dtype=dt)
 
     def features(self, x, train: bool = False):
-        """Penultimate activations :math:`\\phi(\\theta, x)`, float32, shape (n, 8*width)."""
+        """Penultimate activations :math:`\\phi(\\theta, x)`, float32 (global average pool)."""
         x = jnp.asarray(x).astype(_dtype(self.compute_dtype))
         x = nn.relu(self.stem_norm(self.stem_conv(x), train))
         for block in self.blocks:

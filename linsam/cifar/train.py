@@ -9,10 +9,12 @@ One training step on a mini-batch :math:`B` of noisy-labelled examples is
     m &\leftarrow \beta m + u + \lambda_{\mathrm{wd}} \theta, \qquad
     \theta \leftarrow \theta - \eta_k m
 
-(``optax.chain(add_decayed_weights(wd), sgd(schedule, momentum))``: PyTorch-style coupled
-weight decay, heavy-ball momentum :math:`\beta`). The learning rate :math:`\eta_k` follows a
-cosine decay to 0 over all steps, a step schedule (x0.1 at 50% and 75% of the steps), or is
-constant.
+(``optax.chain(add_decayed_weights(wd), trace(momentum), scale(-lr_k))``, which is optax's
+``sgd`` with PyTorch-style coupled weight decay and heavy-ball momentum :math:`\beta`). The
+learning rate :math:`\eta_k` is an optax schedule (cosine decay to 0 over all steps, a step
+schedule x0.1 at 50% and 75% of the steps, or constant) evaluated on the host and fed to the
+compiled step, so one compiled program serves every schedule, learning rate, rho and weight
+decay.
 
 Method names (``--method``) and the linsam rule each one calls:
 
@@ -354,16 +356,30 @@ class ProgramSpec(NamedTuple):
 
 
 def program_spec(cfg: CifarConfig) -> ProgramSpec:
+    """The :class:`ProgramSpec` of a config (chunking only matters for per-example rules)."""
     chunk = cfg.chunk_size if (cfg.chunk_size is not None and cfg.chunk_size < cfg.batch_size) else None
+    if cfg.method not in PER_EXAMPLE_METHODS or cfg.method == "reg":
+        chunk = None
     return ProgramSpec(RULE_OF_METHOD[cfg.method], cfg.width, cfg.depth, cfg.norm, cfg.compute_dtype, chunk,
                        cfg.augment)
+
+
+def _net_spec(spec: ProgramSpec) -> ProgramSpec:
+    """The part of a spec that evaluation depends on (one eval program for every method)."""
+    return spec._replace(rule="", chunk=None, augment=False)
+
+
+@functools.lru_cache(maxsize=None)
+def rules_model(spec: ProgramSpec) -> rules.Model:
+    """The (cached, so jit caches hit) :class:`linsam.rules.Model` of a spec's network."""
+    return make_rules_model(spec.net())
 
 
 @functools.lru_cache(maxsize=None)
 def _train_block_program(spec: ProgramSpec):
     """jit(block): ``lax.scan`` of training steps over a plan of (indices, crop offsets, flips, lr)."""
     net = spec.net()
-    model = make_rules_model(net)
+    model = rules_model(_net_spec(spec))
 
     def block(state: TrainState, plan, data, hyper):
         x_train, y_noisy, mean, std = data
@@ -407,7 +423,7 @@ def _eval_program(spec: ProgramSpec):
 
 @functools.lru_cache(maxsize=None)
 def _prop41_program(spec: ProgramSpec):
-    model = make_rules_model(spec.net())
+    model = rules_model(spec)
 
     def coefficients(params, X, t, rho):
         def one(x, ti):
@@ -454,6 +470,8 @@ COMPILER_OPTIONS: dict = (
 
 def _compiled(program: str, spec: ProgramSpec, *args):
     """AOT-compiled executable of ``program`` ('train', 'eval', 'prop41') for these args, cached."""
+    if program != "train":
+        spec = _net_spec(spec)
     key = (program, spec, _signature(*args), tuple(sorted(COMPILER_OPTIONS.items())))
     if key not in _EXECUTABLES:
         jitted = {"train": _train_block_program, "eval": _eval_program, "prop41": _prop41_program}[program](spec)
@@ -715,13 +733,14 @@ def _fmt_progress(method, epoch, epochs, step, steps, t0):
 
 
 def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike, *, fresh: bool = False,
-               stop_after_epochs: int | None = None, verbose: bool = True, extra_info: dict | None = None) -> dict:
+               stop_after_epochs: int | None = None, verbose: bool = True, extra_info: dict | None = None,
+               on_epoch: Callable | None = None) -> dict:
     """Train one method, checkpointing each epoch in ``out_dir``; returns its results dict.
 
     Resumes from ``out_dir/checkpoint.npz`` when its config hash matches (``fresh=True``
     starts over). ``stop_after_epochs`` ends this call after that many new epochs (a
     simulated interruption; the checkpoint lets a later call continue). ``out_dir/results.json``
-    is rewritten atomically after every epoch.
+    is rewritten atomically after every epoch, after which ``on_epoch()`` is called.
     """
     cfg = validate_config(cfg)
     out = Path(out_dir)
@@ -810,6 +829,8 @@ def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike,
                                       "lam_act": trainer.lam_act, "compile": meta_extra})
         status = "completed" if len(epochs_done) >= cfg.epochs else "running"
         write_json_atomic(out / "results.json", results(status, compile_s))
+        if on_epoch is not None:
+            on_epoch()
         say(f"[{cfg.method}] epoch {e + 1}/{cfg.epochs}: test acc {m['test_acc']:.4f}  train acc clean "
             f"{m['train_acc_clean']:.4f} noisy(fit) {m['train_acc_noisy']:.4f}  train loss {m['train_loss']:.4f}  "
             f"|W_last| {m['last_layer_norm']:.3f} |phi| {m['feature_norm']:.3f}  {m['epoch_time_s']:.1f}s",
@@ -888,7 +909,7 @@ def run(configs: list[CifarConfig], out_dir: str | os.PathLike, *, data_path=Non
     agg = None
     for c in configs:
         run_method(c, prepared, out / c.method, fresh=fresh, stop_after_epochs=stop_after_epochs,
-                   verbose=verbose, extra_info=extra_info)
+                   verbose=verbose, extra_info=extra_info, on_epoch=lambda: aggregate(out, names))
         agg = aggregate(out, names)
         if plot:
             from linsam.cifar.plot import plot_curves

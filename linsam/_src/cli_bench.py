@@ -1,0 +1,24 @@
+"""``linsam bench``: the performance benchmark (same as ``python -m bench``)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run(args: argparse.Namespace) -> int:
+    from linsam._src import benchmark  # imported lazily: keeps ``linsam --help`` fast
+
+    return benchmark.main_from_args(args)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="measure sweep speed against this machine's GEMM and bandwidth limits; writes BENCHMARKS.md",
+        description="Performance benchmark: machine limits, linear 1-SAM sweeps (GEMM / batched matvec), a NumPy "
+        "baseline, closed form vs autodiff, scaling and peak memory. See docs/performance.md.",
+    )
+    p.add_argument("--tiny", action="store_true", help="tiny sizes (seconds; for tests: numbers are meaningless)")
+    p.add_argument("--out", default="BENCHMARKS.md", help="report path (default BENCHMARKS.md; '-' = do not write)")
+    p.add_argument("--quiet", action="store_true", help="do not print the report")
+    p.set_defaults(func=run)

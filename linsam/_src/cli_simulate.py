@@ -1,0 +1,130 @@
+"""``linsam simulate`` and ``linsam regimes`` subcommands.
+
+    linsam simulate --default-sweep [--out DIR]          # the issue's default sweep (configs/default.toml)
+    linsam simulate --config NAME_OR_FILE.toml [--out DIR] [--num-seeds N] [--seed-offset K]
+    linsam regimes --run --results out/regimes --out docs/regimes.md
+
+``regimes --run`` simulates every shipped config with a ``[meta] regime`` (selection
+configs first) whose results are not yet under ``--results`` (``--force`` reruns them),
+then writes the report from the saved results only.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "simulate",
+        help="run a training sweep (methods x rho x seeds) from a TOML config and save it",
+        description="Run a sweep from a TOML config (a path, or the name of a shipped config in "
+        "linsam/configs/) and save results.npz + config.json.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", help="TOML file, or the name of a shipped config (e.g. 'default')")
+    src.add_argument("--default-sweep", action="store_true",
+                     help="the default sweep: 2 methods x 8 rho x 20 seeds, n=500, d=2000, 3000 steps")
+    src.add_argument("--list", action="store_true", help="list the shipped configs and exit")
+    p.add_argument("--out", help="output directory (default: out/sim/<config name>)")
+    p.add_argument("--num-seeds", type=int, help="override num_seeds")
+    p.add_argument("--seed-offset", type=int, help="override seed_offset")
+    p.add_argument("--seed-chunk", type=int, help="override seed_chunk (seeds per compiled call)")
+    p.set_defaults(func=_simulate)
+
+    r = subparsers.add_parser(
+        "regimes",
+        help="write the regime map (docs/regimes.md) from saved sweeps",
+        description="Write the regime map from the sweeps saved under --results; with --run, first "
+        "simulate the shipped regime configs that are missing there.",
+    )
+    r.add_argument("--results", default="out/regimes", help="directory of saved sweeps (one sub-directory each)")
+    r.add_argument("--out", default="docs/regimes.md", help="markdown file to write")
+    r.add_argument("--run", action="store_true", help="simulate missing regime configs first")
+    r.add_argument("--force", action="store_true", help="with --run: rerun configs that already have results")
+    r.add_argument("--only", nargs="*", help="with --run: only these config names")
+    r.set_defaults(func=_regimes)
+
+
+def _simulate(args) -> int:
+    from linsam._src import simulate as sim
+
+    if args.list:
+        for name in sim.shipped_configs():
+            cfg = sim.load_config(name)
+            print(f"{name:28s} {cfg.description.strip().splitlines()[0] if cfg.description else ''}")
+        return 0
+    try:
+        cfg = sim.load_config("default" if args.default_sweep else args.config)
+        changes = {k: v for k, v in (("num_seeds", args.num_seeds), ("seed_offset", args.seed_offset),
+                                     ("seed_chunk", args.seed_chunk)) if v is not None}
+        if changes:
+            cfg = cfg.replace(**changes)
+    except ValueError as err:
+        print(f"linsam simulate: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out or Path("out/sim") / cfg.name)
+    _enable_x64_if_needed(cfg)
+    res = sim.simulate(cfg, progress=True)
+    res.save(out)
+    _print_summary(res)
+    print(f"saved {out}/results.npz and config.json ({res.elapsed_s:.1f} s)")
+    return 0
+
+
+def _enable_x64_if_needed(cfg) -> None:
+    if cfg.dtype == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+
+
+def _print_summary(res) -> None:
+    from linsam._src.theory import early_stopping, mean_ci
+
+    es = early_stopping(res.axes["step"], res.metrics["test_acc"])
+    print(f"{res.config.name}: peak test accuracy (%), mean [95% CI] over {len(res.axes['seed'])} seeds")
+    for mi, m in enumerate(res.axes["method"]):
+        for ri, rho in enumerate(res.axes["rho"]):
+            ci = mean_ci(es.peak_acc[mi, ri])
+            print(f"  {m:10s} rho={rho:<8g} {100 * ci.mean:6.2f} [{100 * ci.lo:6.2f}, {100 * ci.hi:6.2f}]  "
+                  f"median peak step {np.median(es.peak_step[mi, ri]):.0f}")
+
+
+def _regimes(args) -> int:
+    from linsam._src import regimes
+    from linsam._src import simulate as sim
+
+    results = Path(args.results)
+    if args.run:
+        names = regimes.regime_configs()
+        if args.only:
+            unknown = set(args.only) - set(names)
+            if unknown:
+                print(f"linsam regimes: not regime configs: {sorted(unknown)}; known: {names}", file=sys.stderr)
+                return 2
+            names = [n for n in names if n in args.only]
+        for i, name in enumerate(names):
+            target = results / name
+            if (target / "results.npz").exists() and not args.force:
+                print(f"[{i + 1}/{len(names)}] {name}: results exist, skipped (--force reruns)")
+                continue
+            cfg = sim.load_config(name)
+            _enable_x64_if_needed(cfg)
+            t0 = time.perf_counter()
+            print(f"[{i + 1}/{len(names)}] {name}: running ...", flush=True)
+            res = sim.simulate(cfg, progress=True)
+            res.save(target)
+            print(f"[{i + 1}/{len(names)}] {name}: {time.perf_counter() - t0:.0f} s -> {target}", flush=True)
+    if not results.is_dir() or not any(results.glob("*/config.json")):
+        print(f"linsam regimes: no saved results under {results} (use --run)", file=sys.stderr)
+        return 2
+    cmd = "linsam regimes --run --results {} --out {}".format(args.results, args.out)
+    regimes.write_report(results, args.out, command=cmd)
+    print(f"wrote {args.out}")
+    return 0
+

@@ -23,7 +23,8 @@ from scipy import stats  # noqa: E402
 
 import linsam  # noqa: E402
 
-__all__ = ["OKABE_ITO", "METHOD_COLORS", "METHOD_LABELS", "rho_colors", "new_figure", "mean_band", "save_figure"]
+__all__ = ["OKABE_ITO", "METHOD_COLORS", "METHOD_LABELS", "rho_colors", "new_figure", "mean_band", "save_figure",
+           "step_axis"]
 
 OKABE_ITO = {
     "black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73",
@@ -66,8 +67,9 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.2, height: float
 
 
 def mean_band(ax, x, Y, *, color, label=None, level: float = 0.95, lw: float = 1.6, ls: str = "-", alpha: float = 0.2,
-              marker=None, markevery=None, zorder=2):
-    """Plot the mean over seeds (rows of ``Y``, shape (seed, len(x))) with a Student-t CI band.
+              marker=None, markevery=None, zorder=2, clip=None):
+    """Plot the mean over seeds (rows of ``Y``, shape (seed, len(x))) with a Student-t CI band
+    (``clip=(lo, hi)`` keeps the band inside a quantity's range, e.g. accuracies in [0, 1]).
 
     Returns the mean curve.
     """
@@ -81,8 +83,27 @@ def mean_band(ax, x, Y, *, color, label=None, level: float = 0.95, lw: float = 1
         sd = np.nanstd(Y, axis=0, ddof=1)
         q = stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1))
         half = q * sd / np.sqrt(np.maximum(n, 1))
-        ax.fill_between(x, mean - half, mean + half, color=color, alpha=alpha, lw=0, zorder=zorder - 1)
+        lo, hi = mean - half, mean + half
+        if clip is not None:
+            lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
+        ax.fill_between(x, lo, hi, color=color, alpha=alpha, lw=0, zorder=zorder - 1)
     return mean
+
+
+def step_axis(ax, steps, linthresh: float = 5, label: str = "step (full-batch iterations)") -> None:
+    """Symmetric-log step axis (linear up to ``linthresh``, then logarithmic) with integer ticks."""
+    from matplotlib.ticker import FixedLocator, NullFormatter
+
+    top = float(np.max(steps))
+    ticks = [t for t in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if t <= top * 1.001]
+    if ticks[-1] < top:
+        ticks.append(int(top))
+    ax.set_xscale("symlog", linthresh=linthresh)
+    ax.set_xlim(0, top)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"{label}; log scale above {linthresh:g}")
 
 
 def _atomic_savefig(fig, path: Path, fmt: str, metadata: dict) -> None:

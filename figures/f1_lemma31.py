@@ -12,11 +12,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from figures._style import OKABE_ITO, new_figure, save_figure  # noqa: F401
+from figures._style import OKABE_ITO, new_figure
 
 ID = "F1"
 NAME = "lemma31"
 TITLE = "Lemma 3.1: 1-SAM up-weights low-loss (large-margin) examples"
+
+
+def lemma31_problem(seed: int, n: int, d: int, w_scale: float):
+    """A random logistic-regression problem with inputs of norm 1 (NumPy generator ``seed``):
+    ``(w, X, t)`` in float64, margins spread by ``w_scale``."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)  # ||x_i|| = 1, so C = rho ||x_i|| = rho
+    t = np.where(rng.random(n) < 0.5, 1.0, -1.0)
+    w = w_scale * rng.standard_normal(d)
+    return w, X, t
 
 
 def compute(ctx, cfg: dict) -> dict:
@@ -33,13 +44,9 @@ def compute(ctx, cfg: dict) -> dict:
     with jax.enable_x64(True):
         for k, C in enumerate(Cs):
             out["analytic"].append(np.asarray(logreg.one_sam_weight(jnp.asarray(z), C)))
-            key = jax.random.fold_in(jax.random.PRNGKey(int(cfg.get("seed", 0)) + 1000 * ctx.seed), k)
-            kx, kt, kw = jax.random.split(key, 3)
-            X = jax.random.normal(kx, (n, d), jnp.float64)
-            X = X / jnp.linalg.norm(X, axis=1, keepdims=True)  # ||x_i|| = 1: C = rho
-            t = jnp.where(jax.random.bernoulli(kt, 0.5, (n,)), 1.0, -1.0)
-            w = float(cfg["w_scale"]) * jax.random.normal(kw, (d,), jnp.float64)
-            zs = np.asarray(logreg.margins(w, X, t))
+            w, X, t = (jnp.asarray(a) for a in lemma31_problem(int(cfg.get("seed", 0)) + 1000 * ctx.seed + k, n, d,
+                                                                float(cfg["w_scale"])))
+            zs = t * np.asarray(X @ w)
             keep = (zs >= cfg["z_min"]) & (zs <= cfg["z_max"])
             meas = np.asarray(one_sam_weights_autodiff(logreg.MODEL, w, X, t, C))
             out["measured_z"].append(zs[keep])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from figures._style import fmt_rho, mean_band, new_figure, rho_colors
+from figures._style import fmt_rho, mean_band, new_figure, rho_colors, step_axis
 
 ID = "F2"
 NAME = "linear_accuracy"
@@ -47,11 +47,10 @@ def draw(data: dict, cfg: dict):
         pk_step, pk_val = _peaks(p)
         for j, r in enumerate(p["rhos"]):
             lab = "GD (rho = 0)" if r == 0 else f"1-SAM, rho = {r:g}"
-            mean_band(ax, p["steps"], p["acc"][j], color=cols[j], label=lab)
+            mean_band(ax, p["steps"], p["acc"][j], color=cols[j], label=lab, clip=(0, 1))
             ax.plot(pk_step[j], pk_val[j], marker="*", ms=11, color=cols[j], mec="white", mew=0.7, zorder=5)
         ax.axhline(p["bayes"], color="0.4", ls="--", lw=0.9, label=f"Bayes accuracy {100 * p['bayes']:.1f}%")
-        ax.set_xscale("symlog", linthresh=5)
-        ax.set_xlabel("step (full-batch iterations; log scale above 5)")
+        step_axis(ax, p["steps"], 5)
         ax.set_title(p["label"], fontsize=9)
         ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
     axes[0, 0].set_ylabel("test accuracy (population, %)")

@@ -14,32 +14,29 @@ recorded parameters, mean over seeds. Larger rho: slower decay (claim C3).
 
 from __future__ import annotations
 
-from functools import partial
-
+import jax
 import numpy as np
 
-from figures._style import mean_band, new_figure, rho_colors
+from figures._style import mean_band, new_figure, rho_colors, step_axis
+from linsam import logreg
+from paper_checks.measure import clean_noisy_ratio, sam_grad_norms_autodiff
 
 ID = "F3"
 NAME = "grad_ratio"
 TITLE = "Linear model: clean/noisy gradient-norm ratio decays more slowly for larger rho"
 
 
+@jax.jit
+def _ratios_kernel(P, X, t, mask, rho):
+    def one(w, X, t, mask):
+        return clean_noisy_ratio(sam_grad_norms_autodiff(logreg.MODEL, w, X, t, rho), mask)
+
+    return jax.vmap(jax.vmap(one, in_axes=(0, None, None, None)), in_axes=(0, 0, 0, 0))(P, X, t, mask)
+
+
 def _autodiff_ratios(P, X, t, mask, rho):
     """Measured ratio for parameters ``P`` (seed, K, d) on each seed's data: (seed, K)."""
-    import jax
-
-    from linsam import logreg
-    from paper_checks.measure import clean_noisy_ratio, sam_grad_norms_autodiff
-
-    @partial(jax.jit)
-    def run(P, X, t, mask, rho):
-        def one(w, X, t, mask):
-            return clean_noisy_ratio(sam_grad_norms_autodiff(logreg.MODEL, w, X, t, rho), mask)
-
-        return jax.vmap(jax.vmap(one, in_axes=(0, None, None, None)), in_axes=(0, 0, 0, 0))(P, X, t, mask)
-
-    return np.asarray(run(P, X, t, mask, rho))
+    return np.asarray(_ratios_kernel(P, X, t, mask, rho))
 
 
 def compute(ctx, cfg: dict) -> dict:
@@ -72,8 +69,7 @@ def draw(data: dict, cfg: dict):
         ax.plot(data["marker_steps"], np.nanmean(data["markers"][j], axis=0), "o", color=cols[j], ms=5, mfc="white",
                 mew=1.2, zorder=6)
     ax.plot([], [], "o", color="0.2", mfc="white", mew=1.2, label="measured by autodiff (markers)")
-    ax.set_xscale("symlog", linthresh=5)
-    ax.set_xlabel("step (full-batch iterations; log scale above 5)")
+    step_axis(ax, data["steps"], 5)
     ax.set_ylabel("mean ||grad l_i(w + eps_i)||: clean / noisy (ratio)")
     ax.set_title(f"Clean/noisy gradient-norm ratio ({data['seeds']} seeds, mean with 95% band)")
     ax.legend(loc="upper right", fontsize=7)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from figures._style import METHOD_COLORS, mean_band, new_figure
+from figures._style import METHOD_COLORS, mean_band, new_figure, step_axis
 from paper_checks._result import mean_ci
 
 ID = "F4"
@@ -62,8 +62,9 @@ def draw(data: dict, cfg: dict):
     labels = {"gd": "GD", "one_sam": f"1-SAM (rho = {data['rho']:g})"}
     for meth, d in data["methods"].items():
         col = METHOD_COLORS[meth]
-        mean_band(ax, data["steps"], d["clean"], color=col, label=f"{labels[meth]}: clean examples")
-        mean_band(ax, data["steps"], d["noisy"], color=col, ls="--", label=f"{labels[meth]}: noisy examples (fit)")
+        mean_band(ax, data["steps"], d["clean"], color=col, label=f"{labels[meth]}: clean examples", clip=(0, 1))
+        mean_band(ax, data["steps"], d["noisy"], color=col, ls="--", label=f"{labels[meth]}: noisy examples (fit)",
+                  clip=(0, 1))
         s = np.nanmedian(d["cross_step"])
         c = np.nanmean(d["cross_clean"])
         if np.isfinite(s):
@@ -72,8 +73,7 @@ def draw(data: dict, cfg: dict):
             ax.annotate(f"{100 * c:.0f}% clean fit\nwhen noisy > chance", (s, c), textcoords="offset points",
                         xytext=(6, -26 if meth == "gd" else 6), fontsize=7, color=col)
     ax.axhline(0.5, color="0.4", lw=0.8, ls="-.", label="chance (1/2)")
-    ax.set_xscale("symlog", linthresh=5)
-    ax.set_xlabel("step (full-batch iterations; log scale above 5)")
+    step_axis(ax, data["steps"], 5)
     ax.set_ylabel("training accuracy on the (noisy) training labels")
     ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
     ax.set_title(f"Clean vs noisy training accuracy ({data['seeds']} seeds, mean with 95% band)")

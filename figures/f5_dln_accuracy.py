@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from figures._style import METHOD_COLORS, METHOD_LABELS, mean_band, new_figure
+from figures._style import METHOD_COLORS, METHOD_LABELS, mean_band, new_figure, step_axis
 
 ID = "F5"
 NAME = "dln_accuracy"
@@ -40,11 +40,10 @@ def draw(data: dict, cfg: dict):
         dashed = m == "jreg"
         mean_band(ax, data["steps"], data["acc"][m], color=METHOD_COLORS[m], label=METHOD_LABELS[m],
                   ls="--" if dashed else "-", lw=1.2 if dashed else 1.6, alpha=0.0 if dashed else 0.18,
-                  zorder=4 if dashed else 2)
+                  zorder=4 if dashed else 2, clip=(0, 1))
         s, v = _peak(data["steps"], data["acc"][m])
         ax.plot(s, v, marker="*", ms=11, color=METHOD_COLORS[m], mec="white", mew=0.7, zorder=6)
-    ax.set_xscale("symlog", linthresh=10)
-    ax.set_xlabel("step (full-batch iterations; log scale above 10)")
+    step_axis(ax, data["steps"], 10)
     ax.set_ylabel("test accuracy (population, %)")
     ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
     ax.set_title(f"2-layer linear network, rho = {data['rho']:g} ({data['seeds']} seeds, mean with 95% band; "

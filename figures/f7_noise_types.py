@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from figures._style import mean_band, new_figure, rho_colors  # noqa: F401
+from figures._style import new_figure, rho_colors
 from paper_checks._result import mean_ci
 from paper_checks._sweepstats import peak
 

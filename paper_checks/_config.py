@@ -36,8 +36,10 @@ def configs_dir() -> Path:
 
 def shipped_path(kind: str, ident: str) -> Path:
     """Path of the shipped settings of check/figure ``ident`` (``kind`` "checks" or "figures")."""
+    if kind == "reproduce":
+        return configs_dir() / "reproduce.toml"
     if kind not in ("checks", "figures"):
-        raise ValueError(f"kind must be 'checks' or 'figures', got {kind!r}")
+        raise ValueError(f"kind must be 'checks', 'figures' or 'reproduce', got {kind!r}")
     return configs_dir() / f"{kind}_{ident.lower()}.toml"
 
 

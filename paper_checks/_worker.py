@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
     c2_out = c2.compare(settings.get("c2", {}))
     t1 = time.perf_counter()
-    ders = run_derivations()
+    ders = run_derivations(settings.get("derivations"))
     t2 = time.perf_counter()
     print(json.dumps({"derivations": ders, "derivations_s": t2 - t1, "c2": c2_out, "c2_s": t1 - t0}))
     return 0

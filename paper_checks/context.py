@@ -121,6 +121,11 @@ class Context:
         return list(self._sweeps)
 
     # ------------------------------------------------------------------ background work
+    def derivation_names(self) -> list[str] | None:
+        """The derivations this mode runs (``reproduce.toml``: ``"all"`` or a list), None = all."""
+        which = self.settings("reproduce", "reproduce").get("derivations", "all")
+        return None if which == "all" else list(which)
+
     def start_background(self) -> None:
         """Start the derivations (D1..D7) and C2's float64 comparison in a second process."""
         if self._bg is not None or (self._derivations is not None and self._c2 is not None):
@@ -131,7 +136,7 @@ class Context:
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env.setdefault("JAX_PLATFORMS", "cpu")
         self._bg = subprocess.Popen(
-            [sys.executable, "-m", "paper_checks._worker", json.dumps({"c2": c2})],
+            [sys.executable, "-m", "paper_checks._worker", json.dumps({"c2": c2, "derivations": self.derivation_names()})],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
         )
         self._bg_started = time.perf_counter()
@@ -161,7 +166,7 @@ class Context:
         if self._derivations is None:
             t0 = time.perf_counter()
             self.log("derivations D1..D7: running the SymPy proofs ...")
-            self._derivations = run_derivations()
+            self._derivations = run_derivations(self.derivation_names())
             self.timings["derivations"] = time.perf_counter() - t0
             self.log(f"derivations done in {self.timings['derivations']:.1f} s")
         return self._derivations
@@ -184,12 +189,12 @@ class Context:
             self._bg = None
 
 
-def run_derivations() -> list[dict]:
-    """``derivations.check_all()`` as JSON-friendly dicts."""
+def run_derivations(which: list[str] | None = None) -> list[dict]:
+    """``derivations.check_all(which)`` as JSON-friendly dicts (``which`` None: all)."""
     import derivations
 
     out = []
-    for res in derivations.check_all():
+    for res in derivations.check_all(which):
         out.append(dict(
             name=res.name, title=res.title, holds=bool(res.holds), seconds=float(res.seconds),
             claims=[dict(statement=c.statement, holds=bool(c.holds), error=c.error) for c in res.claims],

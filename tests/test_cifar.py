@@ -89,7 +89,7 @@ def test_every_method_trains_two_steps(tmp_path, method, norm):
     ep = res["epochs"][0]
     for k in METRIC_KEYS:
         assert np.isfinite(ep[k]), (method, k, ep[k])
-    assert res["data"]["n_noisy"] == 8 and res["data"]["noise_realised_rate"] == 0.25
+    assert res["data"]["n_noisy"] == 8 and res["data"]["realised_rate"] == 0.25
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["summary"]["peak_test_acc"] == ep["test_acc"] and on_disk["summary"]["peak_epoch"] == 1
     trainer, state = _trained_state(cfg, tmp_path)
@@ -212,6 +212,10 @@ def test_run_aggregates_methods_and_plots(tmp_path):
         saved["methods"]["one_sam"]["peak_test_acc"] - saved["methods"]["sgd"]["peak_test_acc"])
     assert (tmp_path / "curves.png").stat().st_size > 1000
     assert agg["methods"]["sgd"]["config"]["method"] == "sgd"
+    c8 = pytest.importorskip("paper_checks.c8_cifar")  # the reader of this file (claim C8)
+    read = c8.read_results(saved, "results.json")
+    assert read["available"] and read["methods"]["one_sam"]["peak"] == saved["methods"]["one_sam"]["peak_test_acc"]
+    assert read["methods"]["sgd"]["realised"] == 0.25
 
 
 def _jit_fast(fn, *args):
@@ -328,7 +332,7 @@ def test_cli_end_to_end_on_a_tiny_jpeg_archive(tmp_path, monkeypatch, capsys):
     agg = json.loads((out / "results.json").read_text())
     r = agg["methods"]["sgd"]
     assert r["status"] == "completed" and r["completed_epochs"] == 2 and r["preset"] == "tiny"
-    assert r["data"]["n_train"] == 32 and r["data"]["noise_realised_rate"] == pytest.approx(9 / 32)
+    assert r["data"]["n_train"] == 32 and r["data"]["realised_rate"] == pytest.approx(9 / 32)
     assert "resuming after epoch 1" in capsys.readouterr().out
 
 

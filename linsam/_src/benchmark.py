@@ -219,7 +219,7 @@ def copy_bandwidth(mib: int, reps: int) -> dict:
 
 
 def make_data(seed: int, S: int | None, n: int, d: int, dtype: str, noise: float = 0.2):
-    """Binary Gaussian mixture :math:`x = t\mu + g/\sqrt d` (:math:`\mu = 2e_1`, so
+    r"""Binary Gaussian mixture :math:`x = t\mu + g/\sqrt d` (:math:`\mu = 2e_1`, so
     :math:`\|x\|\approx 2`) with exactly ``floor(noise * n)`` flipped labels per dataset,
     drawn with NumPy (no compilation). ``S = None``: one dataset ``(n, d)``; else ``(S, n, d)``.
 

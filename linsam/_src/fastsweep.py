@@ -85,7 +85,7 @@ SHARD_AXES = ("auto", "seed", "run")
 
 
 class SweepData(NamedTuple):
-    """One training set (or ``S`` of them, stacked on a leading seed axis).
+    r"""One training set (or ``S`` of them, stacked on a leading seed axis).
 
     Attributes:
       X: ``(n, d)`` inputs (``(S, n, d)`` stacked).
@@ -278,7 +278,9 @@ def _trajectory(data: SweepData, W0, rho, lr, *, form, steps, record_every, metr
     scale = (lr / n)[None, :]
     k = record_every
     M0 = X @ W0
-    m0 = _record(metrics_fn, W0, M0, data, rho)
+    # Block b runs k steps (0 for b = 0: the record at step 0), then records: one copy of
+    # the metrics code in the program.
+    length = lambda b: jnp.where(b > 0, k, 0)  # noqa: E731
 
     if form == "primal":
 
@@ -287,8 +289,8 @@ def _trajectory(data: SweepData, W0, rho, lr, *, form, steps, record_every, metr
             W = W + scale * (X.T @ _coefficients(M, t, C0, xpos))
             return W, X @ W
 
-        def block(carry, _):
-            carry = lax.fori_loop(0, k, step, carry)
+        def block(carry, b):
+            carry = lax.fori_loop(0, length(b), step, carry)
             return carry, _record(metrics_fn, *carry, data, rho)
 
     else:
@@ -299,15 +301,14 @@ def _trajectory(data: SweepData, W0, rho, lr, *, form, steps, record_every, metr
             C = _coefficients(M, t, C0, xpos)
             return M + scale * (K @ C), A + C
 
-        def block(carry, _):
+        def block(carry, b):
             W, M = carry
-            M, A = lax.fori_loop(0, k, step, (M, jnp.zeros_like(M)))
+            M, A = lax.fori_loop(0, length(b), step, (M, jnp.zeros_like(M)))
             W = W + scale * (X.T @ A)
             return (W, M), _record(metrics_fn, W, M, data, rho)
 
-    (W, _), ms = lax.scan(block, (W0, M0), None, length=steps // k)
-    metrics = {name: jnp.concatenate([m0[name][None], ms[name]]).T for name in m0}
-    return W.T, metrics
+    (W, _), ms = lax.scan(block, (W0, M0), jnp.arange(steps // k + 1))
+    return W.T, {name: v.T for name, v in ms.items()}
 
 
 def _local_sweep(data: SweepData, W0, rho, lr, *, form, steps, record_every, metrics_fn, seed_block):

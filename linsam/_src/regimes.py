@@ -299,9 +299,15 @@ def _dln_section(regime, g, lines, summary):
 
 def _structured_section(groups, structured, lines):
     rows = []
-    for rep in structured:
+    bases = []
+    for rep in structured:  # the base regime's own (symmetric-noise) report run comes first
+        b = rep.config.meta_dict["base_regime"]
+        for base_rep in groups.get(b, {}).get("report", []):
+            if base_rep not in bases:
+                bases.append(base_rep)
+    for rep in bases + list(structured):
         meta = rep.config.meta_dict
-        base_regime = meta["base_regime"]
+        base_regime = meta.get("base_regime", meta["regime"])
         sel = groups.get(base_regime, {}).get("select")
         base, treat = meta.get("baseline", "gd"), meta.get("treatment", "one_sam")
         if sel is None:
@@ -311,7 +317,9 @@ def _structured_section(groups, structured, lines):
         pk = peaks(rep)
         bi, ti, ri = rep.axes["method"].index(base), rep.axes["method"].index(treat), rep.index("rho", rho)
         gain = mean_ci(pk[ti, ri] - pk[bi, ri])
-        rows.append((meta.get("title", rep.config.name), rep, rho, mean_ci(pk[bi, ri]), mean_ci(pk[ti, ri]), gain))
+        title = meta.get("title", rep.config.name) if "base_regime" in meta else (
+            f"symmetric, exactly floor({rep.config.noise.rate} n) flips (the {base_regime} report run)")
+        rows.append((title, rep, rho, mean_ci(pk[bi, ri]), mean_ci(pk[ti, ri]), gain))
     if not rows:
         return
     lines += [

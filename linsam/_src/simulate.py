@@ -525,25 +525,17 @@ def _run(seed_key, mixture, rho, *, model, method, n, steps, record_every, recor
         u = direction(p, Xb, tb, rho_step, lam_last, lam_act)
         return jax.tree_util.tree_map(lambda a, g: a - lr * g, p, u)
 
-    def block(size):
-        def body(carry, _):
-            p, i0 = carry
-            p = jax.lax.fori_loop(i0, i0 + size, one_step, p)
-            return (p, i0 + size), (metrics(p), p if keep_params else None)
+    # One scan over record blocks: block sizes 0 (the initial state), then the gaps between
+    # record steps (1 while dense, then record_every). The metrics graph is traced once.
+    rec = _record_steps(steps, record_every, record_dense)
+    sizes = np.diff(rec, prepend=0).astype(np.int32)
 
-        return body
+    def body(carry, size):
+        p, i0 = carry
+        p = jax.lax.fori_loop(i0, i0 + size, one_step, p)
+        return (p, i0 + size), (metrics(p), p if keep_params else None)
 
-    m0 = metrics(params0)
-    pieces_m = [jax.tree_util.tree_map(lambda a: a[None], m0)]
-    pieces_p = [jax.tree_util.tree_map(lambda a: a[None], params0)]
-    carry = (params0, 0)
-    for size, length in ((1, record_dense), (record_every, (steps - record_dense) // record_every)):
-        if length:
-            carry, (ms, ps) = jax.lax.scan(block(size), carry, None, length=length)
-            pieces_m.append(ms)
-            pieces_p.append(ps)
-    ms = {k: jnp.concatenate([m[k] for m in pieces_m]) for k in m0}
-    ps = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *pieces_p) if keep_params else None
+    _, (ms, ps) = jax.lax.scan(body, (params0, jnp.int32(0)), jnp.asarray(sizes))
     return ms, ps, ds.rate
 
 
@@ -774,8 +766,12 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
 
 def record_steps(config: SimConfig) -> np.ndarray:
     """The record steps of ``config``: ``0, 1, ..., record_dense``, then every ``record_every``."""
-    dense = np.arange(0, config.record_dense + 1)
-    return np.concatenate([dense, np.arange(config.record_dense + config.record_every, config.steps + 1, config.record_every)])
+    return _record_steps(config.steps, config.record_every, config.record_dense)
+
+
+def _record_steps(steps, record_every, record_dense):
+    dense = np.arange(0, record_dense + 1)
+    return np.concatenate([dense, np.arange(record_dense + record_every, steps + 1, record_every)])
 
 
 def run(config: SimConfig, method: str, rho: float, seed: int, *, keep_params: bool = False) -> Trajectory:

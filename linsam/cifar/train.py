@@ -294,7 +294,7 @@ def prepare_data(ds: cdata.CIFAR10, cfg: CifarConfig) -> PreparedData:
         "source": ds.source, "format": ds.format, "fingerprint": ds.fingerprint,
         "n_train_available": int(n_all), "n_train": int(n), "n_test": int(ds.x_test.shape[0]),
         "train_subset": cfg.train_subset is not None and n < n_all,
-        "noise_kind": cfg.noise_kind, "noise_rate": cfg.noise_rate, "noise_realised_rate": realised,
+        "noise_kind": cfg.noise_kind, "noise_rate": cfg.noise_rate, "realised_rate": realised,
         "n_noisy": int(mask.sum()), "channel_mean": mean.tolist(), "channel_std": std.tolist(),
     }
     return PreparedData(x, y_noisy, y, mask, ds.x_test, ds.y_test.astype(np.int32), mean, std, realised, info)

@@ -1,0 +1,280 @@
+"""``linsam reproduce``, ``linsam check`` and ``linsam figures``: the paper's claims and figures.
+
+    linsam reproduce [--quick | --full] [--out DIR] [--cifar-results FILE] [--seed N]
+        derivation proofs + paper checks C1..C8 + figures F1..F7; writes DIR/report.md,
+        DIR/report.json and DIR/figures/*.png|pdf (atomically); exit 0 only if every
+        must-hold claim holds and every derivation is proved
+    linsam check [C1 ... C8] [--quick | --full] [--config FILE] [--out DIR]
+        the claims only (all by default); prints the table, --out writes the report
+    linsam figures [F1 ... F7] [--quick | --full] [--config FILE] [--out DIR]
+        the figures only (all by default) into DIR (default out/figures)
+
+Modes: --quick (default; <= 3 minutes on 2 CPU cores), --full (more seeds and steps).
+Every check and figure reads its settings from linsam/configs/paper/{checks,figures}_*.toml;
+``--config FILE`` (one id) or ``--config ID=FILE`` (repeatable) overrides them with your own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from pathlib import Path
+
+
+class _Progress:
+    """One line per step on stderr, with the elapsed time."""
+
+    def __init__(self, quiet: bool = False):
+        self.t0 = time.perf_counter()
+        self.quiet = quiet
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.perf_counter() - self.t0:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def _mode(args) -> str:
+    return "full" if args.full else "tiny" if getattr(args, "tiny", False) else "quick"
+
+
+def _config_files(entries: list[str] | None, ids: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for e in entries or []:
+        if "=" in e:
+            k, v = e.split("=", 1)
+            out[k.strip().upper()] = v
+        elif len(ids) == 1:
+            out[ids[0].upper()] = e
+        else:
+            raise ValueError(f"--config {e}: with several checks/figures, write ID=FILE (e.g. C4={e})")
+    return out
+
+
+def _ids(names: list[str] | None, known: dict, what: str) -> list[str]:
+    if not names:
+        return list(known)
+    out = []
+    for n in names:
+        key = n.strip().upper()
+        if key not in known:
+            raise ValueError(f"unknown {what} {n!r}; choose from {', '.join(known)}")
+        out.append(key)
+    return out
+
+
+def _print_table(claims) -> None:
+    w = max((len(c.measured) for c in claims), default=0)
+    print(f"\n{'claim':<6}{'verdict':<14}{'must':<6}measured")
+    for c in claims:
+        print(f"{c.id:<6}{c.verdict:<14}{'yes' if c.must_hold else 'no':<6}{c.measured[:max(w, 40)]}")
+
+
+def _run_claims(ids, ctx, say, errors, results):
+    import paper_checks
+
+    for k, cid in enumerate(ids, 1):
+        t0 = time.perf_counter()
+        say(f"check {cid} ({k}/{len(ids)}) ...")
+        try:
+            r = paper_checks.run_claim(cid, ctx)
+        except Exception as exc:  # a crashed check is reported, not raised: the rest still runs
+            spec = paper_checks.module(cid).SPEC
+            msg = f"{cid}: {type(exc).__name__}: {exc}"
+            errors.append(msg)
+            say(f"check {cid} CRASHED: {msg}\n{traceback.format_exc()}")
+            r = paper_checks.ClaimResult.from_spec(spec, regime="(crashed)", measured=f"error: {msg}", estimate=None,
+                                                   ci=None, verdict=paper_checks.FAILS)
+        ctx.timings[f"check {cid}"] = time.perf_counter() - t0
+        results[cid] = r
+        say(f"check {cid}: {r.verdict}{' (must hold)' if r.must_hold else ''} ({ctx.timings[f'check {cid}']:.1f} s)")
+
+
+def _run_figures(ids, ctx, out_dir, say, errors):
+    import figures
+
+    outs = []
+    for k, fid in enumerate(ids, 1):
+        t0 = time.perf_counter()
+        say(f"figure {fid} ({k}/{len(ids)}) ...")
+        try:
+            f = figures.make(fid, ctx, out_dir)
+            outs.append(f)
+            say(f"figure {fid} written: {', '.join(Path(p).name for p in f.paths)} ({time.perf_counter() - t0:.1f} s)")
+        except Exception as exc:
+            msg = f"{fid}: {type(exc).__name__}: {exc}"
+            errors.append(msg)
+            say(f"figure {fid} FAILED: {msg}\n{traceback.format_exc()}")
+        ctx.timings[f"figure {fid}"] = time.perf_counter() - t0
+    return outs
+
+
+def _context(args, ids, say):
+    from paper_checks import Context
+
+    return Context(mode=_mode(args), seed=args.seed, cifar_results=getattr(args, "cifar_results", None),
+                   config_files=_config_files(args.config, ids), progress=say)
+
+
+def run_reproduce(args: argparse.Namespace) -> int:
+    say = _Progress(args.quiet)
+    try:
+        import paper_checks
+        from paper_checks.report import Run, write_report
+
+        ctx = _context(args, [], say)
+        plan = ctx.settings("reproduce", "reproduce")
+        checks = _ids(plan.get("checks"), paper_checks.CLAIMS, "check")
+        import figures as figmod
+
+        figs = _ids(plan.get("figures"), figmod.FIGURES, "figure")
+    except ValueError as err:
+        print(f"linsam reproduce: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    say(f"linsam reproduce --{ctx.mode} (seed {ctx.seed}) -> {out}/report.md")
+    errors: list[str] = []
+    results: dict = {}
+    try:
+        if plan.get("background", True):
+            ctx.start_background()
+        # sweep-based checks first (the background proofs overlap them), then the figures
+        # (they reuse the cached sweeps), then the checks that wait for the background process
+        late = [c for c in checks if c in ("C1", "C2")]
+        _run_claims([c for c in checks if c not in late], ctx, say, errors, results)
+        fig_outs = _run_figures(figs, ctx, out / "figures", say, errors)
+        _run_claims(late, ctx, say, errors, results)
+        try:
+            ders = ctx.derivations()
+        except Exception as exc:
+            errors.append(f"derivations: {type(exc).__name__}: {exc}")
+            ders = []
+    finally:
+        ctx.close()
+    for d in ders:
+        say(f"derivation {d['name']}: {'proved' if d['holds'] else 'NOT PROVED'} "
+            f"({sum(c['holds'] for c in d['claims'])}/{len(d['claims'])} claims)")
+    run = Run(mode=ctx.mode, seed=ctx.seed, claims=[results[c] for c in checks], derivations=ders, figures=fig_outs,
+              sweeps=ctx.sweeps_run(), settings=ctx.all_settings(), timings=ctx.timings, errors=errors,
+              total_s=say.elapsed, cifar_results=ctx.cifar_results, out_dir=str(out))
+    md, js = write_report(run, out)
+    _print_table(run.claims)
+    print(f"\nwrote {md}, {js} and {len(fig_outs)} figures in {out / 'figures'} ({run.total_s:.1f} s)")
+    print(f"exit status {run.exit_status}: "
+          + ("every must-hold claim holds" if run.exit_status == 0 else "a must-hold claim, a proof or a step failed"))
+    return run.exit_status
+
+
+def run_check(args: argparse.Namespace) -> int:
+    import paper_checks
+
+    if args.list:
+        for cid, name in paper_checks.CLAIMS.items():
+            spec = paper_checks.module(cid).SPEC
+            print(f"{cid}  {'must hold' if spec.must_hold else '         '}  {spec.claim}")
+        return 0
+    say = _Progress(args.quiet)
+    try:
+        ids = _ids(args.names, paper_checks.CLAIMS, "check")
+        ctx = _context(args, ids, say)
+        for cid in ids:
+            ctx.settings("checks", cid)  # refuse bad settings before any work
+    except ValueError as err:
+        print(f"linsam check: {err}", file=sys.stderr)
+        return 2
+    errors: list[str] = []
+    results: dict = {}
+    try:
+        _run_claims(ids, ctx, say, errors, results)
+    finally:
+        ctx.close()
+    claims = [results[c] for c in ids]
+    _print_table(claims)
+    if args.out:
+        from paper_checks.report import Run, write_report
+
+        ders = ctx.derivations() if ctx._derivations is not None else []
+        run = Run(mode=ctx.mode, seed=ctx.seed, claims=claims, derivations=ders, figures=[], sweeps=ctx.sweeps_run(),
+                  settings=ctx.all_settings(), timings=ctx.timings, errors=errors, total_s=say.elapsed,
+                  cifar_results=ctx.cifar_results, out_dir=str(args.out))
+        md, _ = write_report(run, args.out)
+        print(f"wrote {md}")
+    return 0 if all(c.ok for c in claims) and not errors else 1
+
+
+def run_figures(args: argparse.Namespace) -> int:
+    import figures
+
+    if args.list:
+        for fid in figures.FIGURES:
+            print(f"{fid}  {figures.module(fid).TITLE}")
+        return 0
+    say = _Progress(args.quiet)
+    try:
+        ids = _ids(args.names, figures.FIGURES, "figure")
+        ctx = _context(args, ids, say)
+        for fid in ids:
+            ctx.settings("figures", fid)
+    except ValueError as err:
+        print(f"linsam figures: {err}", file=sys.stderr)
+        return 2
+    errors: list[str] = []
+    outs = _run_figures(ids, ctx, Path(args.out), say, errors)
+    for f in outs:
+        print(f"{f.id}: {', '.join(f.paths)}\n    {f.caption}")
+    return 0 if not errors else 1
+
+
+def _common(p, *, out_default: str | None, cifar: bool) -> None:
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="quick mode (default): <= 3 minutes on 2 CPU cores")
+    mode.add_argument("--full", action="store_true", help="full mode: more seeds and steps")
+    mode.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the test suite's mode
+    p.add_argument("--out", default=out_default, metavar="DIR",
+                   help=f"output directory (default: {out_default})" if out_default else "write a report into DIR")
+    p.add_argument("--seed", type=_seed, default=0, metavar="N",
+                   help="run seed N >= 0: shifts every sweep's seeds by 1000 N (default 0 = the shipped configs)")
+    p.add_argument("--config", action="append", metavar="[ID=]FILE",
+                   help="TOML settings overriding a check's/figure's shipped ones (repeatable; ID= needed "
+                        "unless exactly one id is named)")
+    if cifar:
+        p.add_argument("--cifar-results", metavar="FILE", default=None,
+                       help="results JSON of `linsam cifar` (claim C8); without it C8 is 'not run here'")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seed must be an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"--seed must be an integer >= 0, got {v}")
+    return v
+
+
+def register(subparsers) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = subparsers.add_parser("reproduce", help="run the derivations, the paper checks C1-C8 and the figures F1-F7; "
+                                                "write a report (the main job)", description=__doc__, formatter_class=fmt)
+    _common(p, out_default="out/reproduce", cifar=True)
+    p.set_defaults(func=run_reproduce)
+
+    c = subparsers.add_parser("check", help="run paper checks C1-C8 (all by default) and print the claims table",
+                              description=__doc__, formatter_class=fmt)
+    c.add_argument("names", nargs="*", metavar="ID", help="claims to run (C1 ... C8)")
+    c.add_argument("--list", action="store_true", help="list the claims and exit")
+    _common(c, out_default=None, cifar=True)
+    c.set_defaults(func=run_check)
+
+    f = subparsers.add_parser("figures", help="draw figures F1-F7 (all by default)", description=__doc__,
+                              formatter_class=fmt)
+    f.add_argument("names", nargs="*", metavar="ID", help="figures to draw (F1 ... F7)")
+    f.add_argument("--list", action="store_true", help="list the figures and exit")
+    _common(f, out_default="out/figures", cifar=False)
+    f.set_defaults(func=run_figures)

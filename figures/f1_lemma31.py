@@ -44,11 +44,10 @@ def compute(ctx, cfg: dict) -> dict:
     with jax.enable_x64(True):
         for k, C in enumerate(Cs):
             out["analytic"].append(np.asarray(logreg.one_sam_weight(jnp.asarray(z), C)))
-            w, X, t = (jnp.asarray(a) for a in lemma31_problem(int(cfg.get("seed", 0)) + 1000 * ctx.seed + k, n, d,
-                                                                float(cfg["w_scale"])))
-            zs = t * np.asarray(X @ w)
+            w, X, t = lemma31_problem(int(cfg.get("seed", 0)) + 1000 * ctx.seed + k, n, d, float(cfg["w_scale"]))
+            zs = t * (X @ w)  # NumPy float64 margins
             keep = (zs >= cfg["z_min"]) & (zs <= cfg["z_max"])
-            meas = np.asarray(one_sam_weights_autodiff(logreg.MODEL, w, X, t, C))
+            meas = np.asarray(one_sam_weights_autodiff(logreg.MODEL, jnp.asarray(w), jnp.asarray(X), jnp.asarray(t), C))
             out["measured_z"].append(zs[keep])
             out["measured"].append(meas[keep])
     # largest relative gap between the measured dots and the analytic curve at the same margins
@@ -61,21 +60,33 @@ def compute(ctx, cfg: dict) -> dict:
 
 
 def draw(data: dict, cfg: dict):
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FixedLocator, NullFormatter
+
     fig, axes = new_figure(1, 1, width=5.6, height=4.0)
     ax = axes[0, 0]
     seq = [OKABE_ITO[c] for c in ("blue", "green", "orange", "vermillion", "purple", "sky")]
+    handles, labels = [], []
     for k, C in enumerate(data["C"]):
         col = seq[k % len(seq)]
-        ax.plot(data["z"], data["analytic"][k], color=col, lw=1.8, label=f"C = {C:g} (analytic)")
-        ax.plot(data["measured_z"][k], data["measured"][k], "o", color=col, ms=3.5, mfc="none", mew=0.9,
-                label=f"C = {C:g} (autodiff, {len(data['measured'][k])} examples)")
+        (line,) = ax.plot(data["z"], data["analytic"][k], color=col, lw=1.8)
+        (dots,) = ax.plot(data["measured_z"][k], data["measured"][k], "o", color=col, ms=3.5, mfc="none", mew=0.9)
         ax.axhline(np.exp(C), color=col, ls=":", lw=0.9)
-    ax.axhline(1.0, color="0.3", ls="--", lw=0.9, label="limits 1 and $e^C$ (dotted)")
+        handles.append((line, dots))
+        labels.append(f"C = {C:g}  (limit $e^C$ = {np.exp(C):.3g}, dotted)")
+    ax.axhline(1.0, color="0.3", ls="--", lw=0.9)
+    handles += [Line2D([], [], color="0.2", lw=1.8), Line2D([], [], color="0.2", marker="o", ls="", mfc="none"),
+                Line2D([], [], color="0.3", ls="--", lw=0.9)]
+    labels += ["analytic (Lemma 3.1)", "measured: autodiff per example", "limit 1 (z -> -inf)"]
     ax.set_yscale("log")
+    ticks = [1, 1.5, 2, 3, 5, 10, 20, 50]
+    ax.yaxis.set_major_locator(FixedLocator([t for t in ticks if t <= 1.2 * np.exp(max(data["C"]))]))
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(r"margin $z = t\,\langle w, x\rangle$ (dimensionless; $z<0$: misclassified, high loss)")
     ax.set_ylabel(r"1-SAM weight $\sigma(-z+C)/\sigma(-z)$ (x SGD gradient)")
     ax.set_title("Lemma 3.1: weight increases with the margin, from 1 to $e^{C}$ ($C=\\rho\\|x\\|$)")
-    ax.legend(loc="upper left", ncol=1, frameon=True, fontsize=7)
+    ax.legend(handles, labels, loc="upper left", fontsize=7, handlelength=2.5)
     return fig
 
 

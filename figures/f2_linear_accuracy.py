@@ -65,7 +65,8 @@ def caption(data: dict, cfg: dict) -> str:
     for p in data["panels"]:
         pk_step, pk_val = _peaks(p)
         gd = int(np.flatnonzero(p["rhos"] == 0)[0]) if np.any(p["rhos"] == 0) else 0
-        best = int(np.nanargmax(pk_val))
+        sam = [j for j in range(len(p["rhos"])) if j != gd]
+        best = max(sam, key=lambda j: pk_val[j]) if sam else gd
         parts.append(f"{p['label'].split(' (')[0]}: GD peaks at {100 * pk_val[gd]:.1f}% (step {pk_step[gd]}), best 1-SAM "
                      f"(rho = {fmt_rho(p['rhos'][best])}) at {100 * pk_val[best]:.1f}% (step {pk_step[best]})")
     return ("F2. Test accuracy (exact population accuracy) against step, GD and 1-SAM over rho, mean over seeds "

@@ -70,7 +70,8 @@ def draw(data: dict, cfg: dict):
                 mew=1.2, zorder=6)
     ax.plot([], [], "o", color="0.2", mfc="white", mew=1.2, label="measured by autodiff (markers)")
     step_axis(ax, data["steps"], 5)
-    ax.set_ylabel("mean ||grad l_i(w + eps_i)||: clean / noisy (ratio)")
+    ax.set_ylabel(r"$\mathrm{mean}_{\rm clean}\,\|\nabla\ell_i(w+\epsilon_i)\|\ /\ "
+                  r"\mathrm{mean}_{\rm noisy}\,\|\nabla\ell_i(w+\epsilon_i)\|$")
     ax.set_title(f"Clean/noisy gradient-norm ratio ({data['seeds']} seeds, mean with 95% band)")
     ax.legend(loc="upper right", fontsize=7)
     return fig

@@ -60,6 +60,7 @@ def draw(data: dict, cfg: dict):
     fig, axes = new_figure(1, 1, width=5.8, height=4.0)
     ax = axes[0, 0]
     labels = {"gd": "GD", "one_sam": f"1-SAM (rho = {data['rho']:g})"}
+    notes = []
     for meth, d in data["methods"].items():
         col = METHOD_COLORS[meth]
         mean_band(ax, data["steps"], d["clean"], color=col, label=f"{labels[meth]}: clean examples", clip=(0, 1))
@@ -69,9 +70,12 @@ def draw(data: dict, cfg: dict):
         c = np.nanmean(d["cross_clean"])
         if np.isfinite(s):
             ax.axvline(s, color=col, ls=":", lw=1.0)
-            ax.plot([s], [c], marker="D", color=col, ms=6, mec="white", zorder=6)
-            ax.annotate(f"{100 * c:.0f}% clean fit\nwhen noisy > chance", (s, c), textcoords="offset points",
-                        xytext=(6, -26 if meth == "gd" else 6), fontsize=7, color=col)
+            ax.plot([s], [c], marker="D", color=col, ms=7, mec="white", zorder=6)
+            notes.append(f"{labels[meth]}: {100 * c:.0f}% (step {s:.0f})")
+    if notes:
+        ax.text(0.02, 0.97, "clean accuracy when the noisy\naccuracy climbs above chance (diamonds):\n" + "\n".join(notes),
+                transform=ax.transAxes, va="top", ha="left", fontsize=7,
+                bbox=dict(boxstyle="round", fc="white", ec="0.7", alpha=0.9))
     ax.axhline(0.5, color="0.4", lw=0.8, ls="-.", label="chance (1/2)")
     step_axis(ax, data["steps"], 5)
     ax.set_ylabel("training accuracy on the (noisy) training labels")

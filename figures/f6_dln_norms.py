@@ -18,8 +18,9 @@ ID = "F6"
 NAME = "dln_norms"
 TITLE = "Deep linear network: 1-SAM and J-SAM shrink ||v|| and ||Wx|| (Prop. 4.1)"
 
-PANELS = (("v_norm", "last-layer norm ||v||"), ("act_norm", "mean activation norm ||W x_i||"),
-          ("jsam_penalty", "Prop. 4.1 penalty (rho/n) sum_i sigma(-z_i) J_i"))
+PANELS = (("v_norm", r"last-layer norm $\|v\|$", "parameter norm"),
+          ("act_norm", r"mean activation norm $\|W x_i\|$", "input-space norm"),
+          ("jsam_penalty", r"Prop. 4.1 penalty $\frac{\rho}{n}\sum_i \sigma(-z_i) J_i$", "loss units"))
 
 
 def compute(ctx, cfg: dict) -> dict:
@@ -28,21 +29,27 @@ def compute(ctx, cfg: dict) -> dict:
     j = res.index("rho", rho)
     methods = [m for m in cfg.get("methods", res.axes["method"]) if m in res.axes["method"]]
     vals = {metric: {m: np.asarray(res.metrics[metric])[res.index("method", m), j] for m in methods}
-            for metric, _ in PANELS}
+            for metric, _, _ in PANELS}
     return dict(steps=np.asarray(res.axes["step"]), rho=rho, methods=methods, vals=vals, seeds=res.config.num_seeds)
 
 
 def draw(data: dict, cfg: dict):
-    fig, axes = new_figure(3, 1, width=3.9, height=3.6)
-    for ax, (metric, label) in zip(axes[0], PANELS):
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    fig, axes = new_figure(3, 1, width=3.8, height=3.4)
+    for ax, (metric, title, unit) in zip(axes[0], PANELS):
         for m in data["methods"]:
             mean_band(ax, data["steps"], data["vals"][metric][m], color=METHOD_COLORS[m], label=METHOD_LABELS[m])
         ax.set_xlabel("step (full-batch iterations)")
-        ax.set_ylabel(label + (" (loss units)" if metric == "jsam_penalty" else " (input units)"
-                               if metric == "act_norm" else " (parameter norm)"))
-        if metric != "jsam_penalty":
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        if metric == "v_norm":  # spans a decade: log scale with 1-2-5 ticks
             ax.set_yscale("log")
-    axes[0, 0].legend(loc="best", fontsize=6.5)
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(lambda v, _: f"{v:g}")
+            ax.yaxis.set_minor_formatter(NullFormatter())
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=7, frameon=False)
     fig.suptitle(f"DLN norms along training, rho = {data['rho']:g} ({data['seeds']} seeds, mean with 95% band)",
                  fontsize=9)
     return fig
@@ -59,4 +66,4 @@ def caption(data: dict, cfg: dict) -> str:
 
 def summary(data: dict) -> dict:
     return {metric: {m: float(np.nanmean(data["vals"][metric][m][:, -1])) for m in data["methods"]}
-            for metric, _ in PANELS}
+            for metric, _, _ in PANELS}

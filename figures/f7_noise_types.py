@@ -65,9 +65,9 @@ def draw(data: dict, cfg: dict):
                     label=f"rho = {r:g}" + (" (headline)" if head else ""))
     ax.axhline(0, color="0.3", lw=0.9)
     ax.set_xticks(x, [f"{t}\n(realised {100 * q:.0f}%)" for t, q in zip(data["titles"], data["rates"])], fontsize=7)
-    ax.set_ylabel("1-SAM minus GD best test accuracy (percentage points)")
+    ax.set_ylabel("1-SAM minus GD best test accuracy (pp)")
     ax.set_title(f"Peak-accuracy gain by noise type ({data['seeds']} seeds, mean with 95% CI)")
-    ax.legend(loc="best", fontsize=7)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=len(rhos), fontsize=7, frameon=False)
     return fig
 
 

@@ -103,10 +103,10 @@ class ClaimResult:
                    must_hold=fields.pop("must_hold", spec.must_hold), **fields)
 
     def to_dict(self) -> dict:
+        """JSON-ready: NaN and +-inf (e.g. an unbounded bootstrap limit) become None."""
         d = dataclasses.asdict(self)
         d["ci"] = list(self.ci) if self.ci is not None else None
-        d["details"] = _jsonable(self.details)
-        return d
+        return _jsonable(d)
 
     def with_seconds(self, seconds: float) -> "ClaimResult":
         return dataclasses.replace(self, seconds=float(seconds))

@@ -218,19 +218,17 @@ def prop41_coefficients(config, rho: float | None = None) -> tuple[float, float]
     import jax.numpy as jnp
     import numpy as np
 
-    from linsam import simulate
+    from paper_checks import engine
 
+    config = config.validate()
     rho = float(config.rhos[0] if rho is None else rho)
-    last, act = [], []
-    for s in config.seeds:
-        ds = simulate.training_data(config, int(s))
-        p = simulate.initial_params(config, int(s))
-        X = jnp.asarray(ds.X, jnp.float64) if jax.config.jax_enable_x64 else ds.X
-        Z = X @ p.W.T
-        f = Z @ p.v
-        sig = jax.nn.sigmoid(-ds.noisy * f)
-        xn2 = jnp.sum(X * X, axis=1)
-        J = jnp.sqrt(jnp.sum(Z * Z, axis=1) + xn2 * jnp.sum(p.v * p.v))
-        last.append(np.asarray(rho * sig * xn2 / J))
-        act.append(np.asarray(rho * sig / J))
-    return float(np.mean(np.concatenate(last))), float(np.mean(np.concatenate(act)))
+    dtype = jnp.dtype(config.dtype)
+    mixture = config.data.build()
+    mixture = mixture._replace(mu=mixture.mu.astype(dtype), scale=mixture.scale.astype(dtype))
+    X, t, _, _, p, _ = engine._data_for(config, mixture, dtype)  # the training sets and inits of every seed
+    Z = jnp.einsum("snd,shd->snh", X, p.W)
+    f = jnp.einsum("snh,sh->sn", Z, p.v)
+    sig = jax.nn.sigmoid(-t * f)
+    xn2 = jnp.sum(X * X, axis=-1)
+    J = jnp.sqrt(jnp.sum(Z * Z, axis=-1) + xn2 * jnp.sum(p.v * p.v, axis=-1)[:, None])
+    return float(np.mean(rho * sig * xn2 / J)), float(np.mean(rho * sig / J))

@@ -203,7 +203,7 @@ def test_run_aggregates_methods_and_plots(tmp_path):
     cfgs = [tiny_config("sgd", epochs=2), tiny_config("one_sam", epochs=2)]
     agg = T.run(cfgs, tmp_path, dataset=synthetic(), verbose=False, plot=True)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["methods"].keys() == {"sgd", "one_sam"} and saved["linsam_version"]
+    assert saved["methods"].keys() == {"sgd", "one_sam"} and saved["linsam_version"] and saved["comparable"]
     for m, r in saved["methods"].items():
         accs = [e["test_acc"] for e in r["epochs"]]
         assert r["peak_test_acc"] == max(accs) and r["epochs"][r["peak_epoch"] - 1]["test_acc"] == max(accs)

@@ -508,19 +508,20 @@ def measure_profile(cfg: BenchConfig) -> list:
         S = X.shape[0]
         xn = jnp.linalg.norm(X, axis=2)
         C0 = xn[..., None] * jnp.asarray(_rhos(R), jnp.float32)
-        W0 = jnp.zeros((S, cfg.d, R), jnp.float32)
+        W0 = jnp.zeros((S, R, cfg.d), jnp.float32)
         M0 = jnp.zeros((S, cfg.n, R), jnp.float32)
+        logits, grad = jax.vmap(fs._logits), jax.vmap(fs._grad)  # the sweep's own GEMM layouts
         parts = {
-            "logits M = X W": (lambda W, X, t, C0, xn: W + 1e-9 * jnp.sum(jnp.einsum("snd,sdr->snr", X, W)), W0),
-            "gradient X^T C": (lambda M, X, t, C0, xn: M + 1e-9 * jnp.sum(jnp.einsum("snd,snr->sdr", X, M)), M0),
+            "logits M = X W^T": (lambda W, X, t, C0, xn: W + 1e-9 * jnp.sum(logits(X, W)), W0),
+            "gradient G = C^T X": (lambda M, X, t, C0, xn: M + 1e-9 * jnp.sum(grad(M, X)), M0),
             "coefficients (sigmoid, mask)": (lambda M, X, t, C0, xn: coef(M, t, C0, xn > 0), M0),
             "update W += lr/n G": (lambda W, X, t, C0, xn: W + 1e-3 * W, W0),
         }
 
         def full(carry, X, t, C0, xn):
             W, M = carry
-            W = W + 1e-3 * jnp.einsum("snd,snr->sdr", X, coef(M, t, C0, xn > 0))
-            return W, jnp.einsum("snd,sdr->snr", X, W)
+            W = W + 1e-3 * grad(coef(M, t, C0, xn > 0), X)
+            return W, logits(X, W)
 
         rows = [(name, _loop_time(fn, s0, X, t, C0, xn, steps=P)) for name, (fn, s0) in parts.items()]
         out.append(dict(sweep=kind, S=S, R=R, parts=rows, full=_loop_time(full, (W0, M0), X, t, C0, xn, steps=P)))

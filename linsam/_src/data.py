@@ -414,9 +414,10 @@ def _subgroup_noise(key, t, group, rate, concentration):
     return NoisyLabels(t, noisy, mask, _finish_rate(mask))
 
 
-@partial(jax.jit, static_argnames=("concentration", "m"))
+@partial(jax.jit, static_argnames=("m",))
 def _subgroup_kernel(key, t, group, concentration, m):
-    outside = math.log1p(-concentration) if concentration < 1.0 else -jnp.inf
+    c = jnp.asarray(concentration, jnp.result_type(float))
+    outside = jnp.where(c < 1.0, jnp.log1p(-c), -jnp.inf)  # log of the outside weight 1 - c
     mask = _weighted_exact_mask(key, jnp.where(group, 0.0, outside), m)
     return _flip_pm1(t, mask), mask
 
@@ -444,7 +445,9 @@ class GaussianMixture(NamedTuple):
 
     def sample(self, key: Array, n: int, dtype=None) -> tuple[Array, Array]:
         """``(X, t)``: ``(n, d)`` inputs and ``(n,)`` clean +-1 labels (float)."""
-        dtype = _float_dtype(dtype)
+        return _mixture_sample(key, self, n, _float_dtype(dtype))
+
+    def _sample(self, key: Array, n: int, dtype) -> tuple[Array, Array]:
         k_t, k_g = jax.random.split(key)
         t = jnp.where(jax.random.bernoulli(k_t, 0.5, (n,)), 1.0, -1.0).astype(dtype)
         g = jax.random.normal(k_g, (n, self.dim), dtype=dtype)
@@ -474,6 +477,12 @@ class GaussianMixture(NamedTuple):
         noiseless = jnp.any((s2 == 0) & (self.mu != 0))
         snr = jnp.sum(jnp.where(s2 > 0, self.mu**2 / jnp.where(s2 > 0, s2, 1.0), 0.0))
         return jnp.where(noiseless, 1.0, ndtr(jnp.sqrt(snr)))
+
+
+@partial(jax.jit, static_argnames=("n", "dtype"))
+def _mixture_sample(key, mixture, n, dtype):
+    """One compiled sampler per (mixture type, n, d, dtype)."""
+    return mixture._sample(key, n, dtype)
 
 
 def _check_dim(d, name="d"):
@@ -628,7 +637,9 @@ class MulticlassMixture(NamedTuple):
 
     def sample(self, key: Array, n: int, dtype=None) -> tuple[Array, Array]:
         """``(X, y)``: ``(n, d)`` inputs and ``(n,)`` int32 class ids."""
-        dtype = _float_dtype(dtype)
+        return _mixture_sample(key, self, n, _float_dtype(dtype))
+
+    def _sample(self, key: Array, n: int, dtype) -> tuple[Array, Array]:
         k_y, k_g = jax.random.split(key)
         y = jax.random.randint(k_y, (n,), 0, self.num_classes, dtype=jnp.int32)
         g = jax.random.normal(k_g, (n, self.dim), dtype=dtype)
@@ -763,7 +774,6 @@ def _sample_binary(key, mixture, n, noise, dtype=None) -> Dataset:
     return Dataset(X, lab.clean, lab.noisy, lab.mask, lab.rate)
 
 
-_sample_jit = jax.jit(lambda key, mixture, n, dtype: mixture.sample(key, n, dtype), static_argnames=("n", "dtype"))
 _sample_binary_jit = jax.jit(_sample_binary, static_argnames=("n", "noise", "dtype"))
 
 
@@ -780,7 +790,7 @@ def sample_multiclass(
         if np.shape(T)[0] != mixture.num_classes:
             raise ValueError(f"T must be ({mixture.num_classes}, {mixture.num_classes}), got {np.shape(T)}")
     k_data, k_noise = jax.random.split(key)
-    X, y = _sample_jit(k_data, mixture, n, None if dtype is None else jnp.dtype(dtype))
+    X, y = mixture.sample(k_data, n, dtype)
     lab = transition_noise(k_noise, y, T) if T is not None else symmetric_noise(k_noise, y, rate, mixture.num_classes, exact=exact)
     return Dataset(X, lab.clean, lab.noisy, lab.mask, lab.rate)
 

@@ -75,10 +75,14 @@ __all__ = [
     "plan_sweep",
     "run_mesh",
     "shard_run_axis",
+    "auto_seed_block",
+    "last_level_cache_bytes",
+    "PRECISIONS",
 ]
 
 FORMS = ("auto", "primal", "dual")
 SHARD_AXES = ("auto", "seed", "run")
+PRECISIONS = (None, "default", "high", "highest")
 
 
 # ----------------------------------------------------------------------------- containers
@@ -116,6 +120,7 @@ class FastSweepResult(NamedTuple):
       form: ``"primal"`` or ``"dual"`` (what ran).
       shard_axis: ``"seed"`` or ``"run"`` (the axis split across devices).
       num_devices: devices the sweep ran on.
+      seed_block: datasets vmapped together inside one device.
     """
 
     steps: np.ndarray
@@ -126,6 +131,7 @@ class FastSweepResult(NamedTuple):
     form: str
     shard_axis: str
     num_devices: int
+    seed_block: int
 
 
 # ----------------------------------------------------------------------------- cost model
@@ -259,25 +265,36 @@ def _coefficients(M, t, C0, xpos):
 
 
 def _record(metrics_fn, W, M, data, rho):
-    return jax.vmap(metrics_fn, in_axes=(1, 1, None, 0))(W, M, data, rho)
+    return jax.vmap(metrics_fn, in_axes=(0, 1, None, 0))(W, M, data, rho)
+
+
+# XLA:CPU runs X^T C (contracting X's leading axis) several times slower than C^T X, so the
+# weights are stored run-major, W of shape (R, d): logits X W^T ('nd,rd->nr'), gradient C^T X
+# ('nr,nd->rd'); both are plain GEMMs (batched GEMMs / matvecs under the seed vmap).
+def _logits(X, W):
+    return jnp.einsum("nd,rd->nr", X, W)
+
+
+def _grad(C, X):
+    return jnp.einsum("nr,nd->rd", C, X)
 
 
 def _trajectory(data: SweepData, W0, rho, lr, *, form, steps, record_every, metrics_fn):
-    """One dataset, ``R`` runs: ``W0`` ``(d, R)``, ``rho``/``lr`` ``(R,)`` ->
+    """One dataset, ``R`` runs: ``W0`` ``(R, d)``, ``rho``/``lr`` ``(R,)`` ->
     (final W ``(R, d)``, metrics name -> ``(R, T)``).
 
-    Both forms carry the logits :math:`M = XW` from step to step, so a record step costs
-    no extra pass over :math:`X` in the primal form and one (:math:`X^\top A`, rebuilding
-    :math:`W`) in the dual form."""
+    Both forms carry the logits :math:`M = XW^\top` from step to step, so a record step
+    costs no extra pass over :math:`X` in the primal form and one (:math:`A^\top X`,
+    rebuilding :math:`W`) in the dual form."""
     X, t = data.X, data.t
     n = X.shape[0]
     xn = jnp.linalg.norm(X, axis=1)
     data = data._replace(x_norm=xn)
     xpos = xn > 0
     C0 = xn[:, None] * rho[None, :]
-    scale = (lr / n)[None, :]
+    scale = (lr / n)[:, None]
     k = record_every
-    M0 = X @ W0
+    M0 = _logits(X, W0)
     # Block b runs k steps (0 for b = 0: the record at step 0), then records: one copy of
     # the metrics code in the program.
     length = lambda b: jnp.where(b > 0, k, 0)  # noqa: E731
@@ -286,8 +303,8 @@ def _trajectory(data: SweepData, W0, rho, lr, *, form, steps, record_every, metr
 
         def step(_, carry):
             W, M = carry
-            W = W + scale * (X.T @ _coefficients(M, t, C0, xpos))
-            return W, X @ W
+            W = W + scale * _grad(_coefficients(M, t, C0, xpos), X)
+            return W, _logits(X, W)
 
         def block(carry, b):
             carry = lax.fori_loop(0, length(b), step, carry)
@@ -295,39 +312,82 @@ def _trajectory(data: SweepData, W0, rho, lr, *, form, steps, record_every, metr
 
     else:
         K = X @ X.T
+        scale_n = scale.T  # (1, R): columns of M
 
         def step(_, carry):
             M, A = carry
             C = _coefficients(M, t, C0, xpos)
-            return M + scale * (K @ C), A + C
+            return M + scale_n * (K @ C), A + C
 
         def block(carry, b):
             W, M = carry
             M, A = lax.fori_loop(0, length(b), step, (M, jnp.zeros_like(M)))
-            W = W + scale * (X.T @ A)
+            W = W + scale * _grad(A, X)
             return (W, M), _record(metrics_fn, W, M, data, rho)
 
     (W, _), ms = lax.scan(block, (W0, M0), jnp.arange(steps // k + 1))
-    return W.T, {name: v.T for name, v in ms.items()}
+    return W, {name: v.T for name, v in ms.items()}
 
 
-def _local_sweep(data: SweepData, W0, rho, lr, *, form, steps, record_every, metrics_fn, seed_block):
+def _local_sweep(data: SweepData, W0, rho, lr, *, form, steps, record_every, metrics_fn, seed_block, precision):
     """One device's block: ``S`` datasets (leading axis), ``W0`` ``(S, R, d)`` ->
     (``(S, R, d)``, name -> ``(S, R, T)``). Datasets go through ``lax.map`` in groups of
-    ``seed_block`` (each group vmapped: batched GEMMs / matvecs)."""
+    ``seed_block``, each group vmapped (batched GEMMs / matvecs) and run for the whole
+    trajectory before the next group starts."""
     traj = functools.partial(
         _trajectory, form=form, steps=steps, record_every=record_every, metrics_fn=metrics_fn
     )
 
     def one(args):
         d_s, w_s = args
-        return traj(d_s, w_s.T, rho, lr)
+        return traj(d_s, w_s, rho, lr)
 
     S = W0.shape[0]
-    if S == 1:
-        W, ms = one(jax.tree_util.tree_map(lambda a: a[0], (data, W0)))
-        return W[None], {k: v[None] for k, v in ms.items()}
-    return lax.map(one, (data, W0), batch_size=min(seed_block or S, S))
+    block = min(seed_block, S)
+    with jax.default_matmul_precision(precision):
+        if S == 1:
+            W, ms = one(jax.tree_util.tree_map(lambda a: a[0], (data, W0)))
+            return W[None], {k: v[None] for k, v in ms.items()}
+        if block == S:
+            return jax.vmap(one)((data, W0))
+        if block == 1:  # a plain loop over datasets
+            return lax.map(one, (data, W0))
+        return lax.map(one, (data, W0), batch_size=block)
+
+
+def last_level_cache_bytes(default: int = 32 * 2**20) -> int:
+    """Size of the CPU's last-level cache (Linux sysfs), or ``default`` when unknown."""
+    best = (0, 0)
+    for idx in range(16):
+        base = f"/sys/devices/system/cpu/cpu0/cache/index{idx}/"
+        try:
+            with open(base + "level") as fh:
+                level = int(fh.read())
+            with open(base + "size") as fh:
+                txt = fh.read().strip().upper()
+        except (OSError, ValueError):
+            continue
+        mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(txt[-1:], 1)
+        try:
+            size = int(txt.rstrip("KMG")) * mult
+        except ValueError:
+            continue
+        best = max(best, (level, size))
+    return best[1] or default
+
+
+def auto_seed_block(S_local: int, n: int, d: int, itemsize: int, form: str, platform: str) -> int:
+    """Datasets per group inside one device (``seed_block=None``).
+
+    On CPU, the largest group whose per-step working set (``X``, ``n*d`` numbers, in the
+    primal form; ``K``, ``n*n``, in the dual) fits in a quarter of the last-level cache
+    (which other processes share), at least 1: the data then stay in cache for the whole
+    trajectory instead of streaming from memory at every step. On accelerators, every
+    dataset at once (parallelism first)."""
+    if platform != "cpu" or S_local <= 1:
+        return max(S_local, 1)
+    per = (n * d if form == "primal" else n * n) * itemsize
+    return int(min(S_local, max(1, (last_level_cache_bytes() // 4) // max(per, 1))))
 
 
 # ----------------------------------------------------------------------------- sharding
@@ -456,6 +516,7 @@ class SweepPlan(NamedTuple):
       rho, lr: ``(R,)`` per-run radius and step size.
       shared: True when one dataset is shared by all runs (results without a seed axis).
       form, shard_axis, num_devices: what runs where.
+      seed_block: datasets vmapped together inside one device.
       n, d, S, R: problem sizes; dtype: the float dtype.
     """
 
@@ -468,6 +529,7 @@ class SweepPlan(NamedTuple):
     form: str
     shard_axis: str
     num_devices: int
+    seed_block: int
     n: int
     d: int
     S: int
@@ -486,7 +548,7 @@ class SweepPlan(NamedTuple):
             W, ms = W[0], {k: v[0] for k, v in ms.items()}
         return FastSweepResult(
             steps=self.steps, rho=self.rho, lr=self.lr, metrics=ms, w=W, form=self.form,
-            shard_axis=self.shard_axis, num_devices=self.num_devices,
+            shard_axis=self.shard_axis, num_devices=self.num_devices, seed_block=self.seed_block,
         )
 
 
@@ -499,9 +561,10 @@ def _to_host(x):
 
 
 @functools.lru_cache(maxsize=64)
-def _program(form, steps, record_every, metrics_fn, seed_block, shard_axis, mesh):
+def _program(form, steps, record_every, metrics_fn, seed_block, precision, shard_axis, mesh):
     local = functools.partial(
-        _local_sweep, form=form, steps=steps, record_every=record_every, metrics_fn=metrics_fn, seed_block=seed_block
+        _local_sweep, form=form, steps=steps, record_every=record_every, metrics_fn=metrics_fn, seed_block=seed_block,
+        precision=precision,
     )
     if shard_axis == "seed":
         return shard_run_axis(local, in_axes=(0, 0, None, None), out_axes=0, mesh=mesh)
@@ -544,6 +607,7 @@ def plan_sweep(
     dtype=None,
     metrics_fn: Callable | None = None,
     seed_block: int | None = None,
+    precision: str | None = "highest",
     shard: str = "auto",
     devices=None,
     mesh: Mesh | None = None,
@@ -593,6 +657,7 @@ def plan_sweep(
     validate.check_method(shard, SHARD_AXES, "shard")
     if seed_block is not None:
         validate.check_positive_int(seed_block, "seed_block")
+    validate.check_method(precision, PRECISIONS, "precision")
     if metrics_fn is not None and not callable(metrics_fn):
         raise ValueError("metrics_fn must be callable: metrics_fn(w, logits, data, rho) -> dict of scalars")
     dtype = _resolve_dtype(dtype, X)
@@ -623,17 +688,26 @@ def plan_sweep(
     num_dev = int(mesh.devices.size)
     if shard == "auto":
         shard = "seed" if S >= num_dev and S > 1 else "run"
-    if not shared:
-        cast = lambda a: None if a is None else jnp.asarray(a, dtype)  # noqa: E731
-        data = SweepData(cast(X), cast(t), None if noisy is None else jnp.asarray(noisy), cast(X_test), cast(t_test))
-    else:
-        cast = lambda a: None if a is None else jnp.asarray(a, dtype)[None]  # noqa: E731
-        data = SweepData(cast(X), cast(t), None if noisy is None else jnp.asarray(noisy)[None], cast(X_test), cast(t_test))
-    fn = _program(form, int(steps), int(record_every), metrics_fn or default_metrics, seed_block, shard, mesh)
-    args = (data, W0, jnp.asarray(rho, dtype), jnp.asarray(lr, dtype))
+    if seed_block is None:
+        s_local = -(-S // num_dev) if shard == "seed" else S
+        seed_block = auto_seed_block(s_local, n, d, dtype.itemsize, form, mesh.devices.flat[0].platform)
+    # Single process: device arrays (no transfer per call). Several processes (multi-host):
+    # host arrays, which jit takes as the same global value on every process.
+    put = jnp.asarray if jax.process_count() == 1 else np.asarray
+
+    def cast(a, dt=dtype):
+        if a is None:
+            return None
+        a = put(a, dt)
+        return a[None] if shared else a
+
+    data = SweepData(cast(X), cast(t), cast(noisy, bool), cast(X_test), cast(t_test))
+    fn = _program(form, int(steps), int(record_every), metrics_fn or default_metrics, int(seed_block), precision, shard,
+                  mesh)
+    args = (data, put(W0), put(rho, dtype), put(lr, dtype))
     return SweepPlan(
         fn=fn, args=args, steps=np.arange(0, steps + 1, record_every), rho=rho, lr=lr, shared=shared, form=form,
-        shard_axis=shard, num_devices=num_dev, n=n, d=d, S=S, R=R, dtype=dtype,
+        shard_axis=shard, num_devices=num_dev, seed_block=int(seed_block), n=n, d=d, S=S, R=R, dtype=dtype,
     )
 
 
@@ -663,9 +737,14 @@ def logreg_sweep(X, t, rho, *, lr, steps: int, record_every: int = 10, **kwargs)
       dtype: ``"float32"`` or ``"float64"``; default X's dtype.
       metrics_fn: ``metrics_fn(w (d,), logits (n,), data: SweepData, rho) -> dict`` of
         scalars, for one run (vmapped); default :func:`default_metrics`.
-      seed_block: datasets vmapped together inside one device (the rest loop through
-        ``lax.map``); default all. A block whose data fit in the last-level cache keeps
-        ``X`` there for the whole trajectory (see docs/performance.md).
+      seed_block: datasets vmapped together inside one device, each group run for the
+        whole trajectory before the next (``lax.map``). Default (None):
+        :func:`auto_seed_block`: on CPU a group whose data fit in half the last-level cache
+        (the data then stay in cache for all steps), on accelerators all datasets at once.
+      precision: matmul precision inside the sweep (``jax.default_matmul_precision``):
+        ``"highest"`` (default: true float32 products, also on GPUs/TPUs whose default is
+        TF32/bfloat16 passes), ``"high"``, ``"default"`` (fastest), or None (leave JAX's
+        setting). No effect on CPU.
       shard: axis split across devices: ``"seed"``, ``"run"``, or ``"auto"`` (seeds when
         there are at least as many as devices, else runs).
       devices, mesh: where to run (default all ``jax.devices()``).

@@ -845,7 +845,9 @@ def aggregate(out_dir: str | os.PathLike, methods: list[str] | None = None) -> d
 
     Schema (docs/cifar.md): ``methods[<name>]`` has ``peak_test_acc``, ``peak_epoch``,
     ``final_test_acc``, ``completed_epochs``, ``mean_epoch_time_s``, ``status`` and the full
-    per-epoch list ``epochs``; ``gaps`` has ``<m>_minus_sgd`` peak differences.
+    per-epoch list ``epochs``; ``gaps`` has ``<m>_minus_sgd`` peak differences;
+    ``comparable`` is True when every method ran with the same data, noise and training
+    settings (methods can be run in separate calls into one ``out_dir``).
     """
     out = Path(out_dir)
     runs = {}
@@ -869,6 +871,9 @@ def aggregate(out_dir: str | os.PathLike, methods: list[str] | None = None) -> d
                              "model": r["model"], "lam_last": r.get("lam_last"), "lam_act": r.get("lam_act"),
                              "compile_s": r.get("compile_s"), "preset": r.get("preset"), "device": r.get("device"),
                              "epochs": r["epochs"]}
+    shared = [{k: v for k, v in r["config"].items() if k not in ("method", "lam_last", "lam_act", "time_limit_s")}
+              | {"data": r["data"].get("fingerprint")} for r in agg["methods"].values()]
+    agg["comparable"] = all(s == shared[0] for s in shared)  # same data, noise and training settings
     base = agg["methods"].get("sgd", {}).get("peak_test_acc")
     for m, r in agg["methods"].items():
         if m != "sgd" and base is not None and r.get("peak_test_acc") is not None:
@@ -909,8 +914,8 @@ def run(configs: list[CifarConfig], out_dir: str | os.PathLike, *, data_path=Non
     agg = None
     for c in configs:
         run_method(c, prepared, out / c.method, fresh=fresh, stop_after_epochs=stop_after_epochs,
-                   verbose=verbose, extra_info=extra_info, on_epoch=lambda: aggregate(out, names))
-        agg = aggregate(out, names)
+                   verbose=verbose, extra_info=extra_info, on_epoch=lambda: aggregate(out))
+        agg = aggregate(out)
         if plot:
             from linsam.cifar.plot import plot_curves
 

@@ -4,10 +4,10 @@ For 1-SAM with radius rho (rho = 0: GD), the ratio of the mean norm of the gradi
 enters the update, clean over noisy examples:
 :math:`\mathrm{mean}_{\rm clean}\|\nabla\ell_i(w_k+\epsilon_i)\| / \mathrm{mean}_{\rm noisy}\|\nabla\ell_i(w_k+\epsilon_i)\|`.
 
-Lines (predicted from the state's margins): the closed form
-:math:`\|\nabla\ell_i(w+\epsilon_i)\| = \sigma(-z_i + \rho\|x_i\|)\|x_i\|` evaluated on the recorded
-margins (``sam_grad_norm_ratio`` of :func:`linsam.simulate.record_metrics`), mean over seeds with
-a 95% band. Markers (measured): the same ratio from per-example gradients computed by
+Lines (predicted from the state's margins): the Lemma 3.1 prediction
+:math:`\|\nabla\ell_i(w+\epsilon_i)\| = \sigma(-z_i + \rho\|x_i\|)\|x_i\|`
+(:func:`linsam.theory.clean_noisy_grad_ratio` on the margins :func:`linsam.theory.logreg_margins`
+of the recorded weights), mean over seeds with a 95% band. Markers (measured): the same ratio from per-example gradients computed by
 ``jax.grad`` at :math:`w_k` and at the 1-SAM point (:mod:`paper_checks.measure`), on the
 recorded parameters, mean over seeds. Larger rho: slower decay (claim C3).
 """
@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from figures._style import mean_band, new_figure, rho_colors, step_axis
-from linsam import logreg
+from linsam import logreg, theory
 from paper_checks.measure import clean_noisy_ratio, sam_grad_norms_autodiff
 
 ID = "F3"
@@ -48,12 +48,15 @@ def compute(ctx, cfg: dict) -> dict:
     steps = np.asarray(res.axes["step"])
     idx = [int(np.flatnonzero(steps == s)[0]) for s in cfg["marker_steps"] if np.any(steps == s)]
     rhos = np.asarray(res.axes["rho"], float)
-    lines = np.asarray(res.metrics["sam_grad_norm_ratio"])[sam]  # (rho, seed, T)
-    markers = []
+    xnorm = jnp.linalg.norm(X, axis=-1)  # (seed, n)
+    lines, markers = [], []
     for j, rho in enumerate(rhos):
-        P = jnp.asarray(res.params[sam, j][:, idx])  # (seed, K, d)
-        markers.append(_autodiff_ratios(P, X, t, mask, jnp.asarray(rho, P.dtype)))
-    markers = np.stack(markers)  # (rho, seed, K)
+        W = jnp.asarray(res.params[sam, j])  # (seed, T, d): the recorded weights
+        lines.append(np.stack([np.asarray(theory.clean_noisy_grad_ratio(theory.logreg_margins(W[s], X[s], t[s]),
+                                                                         xnorm[s], mask[s], float(rho)))
+                               for s in range(W.shape[0])]))
+        markers.append(_autodiff_ratios(W[:, idx], X, t, mask, jnp.asarray(rho, W.dtype)))
+    lines, markers = np.stack(lines), np.stack(markers)  # (rho, seed, T) and (rho, seed, K)
     gap = float(np.nanmax(np.abs(markers - lines[:, :, idx]) / np.abs(lines[:, :, idx])))
     return dict(steps=steps, rhos=rhos, lines=lines, marker_steps=steps[idx], markers=markers, max_rel_gap=gap,
                 seeds=res.config.num_seeds, name=res.config.name)

@@ -26,19 +26,13 @@ TITLE = "Linear model: clean accuracy reached before the noisy labels are fit"
 
 def crossing(steps, noisy, clean):
     """Per seed: first step after the noisy accuracy's minimum with noisy accuracy > 1/2, and the
-    clean accuracy there (NaN if it never crosses). ``noisy``, ``clean``: (seed, T)."""
-    st, ca = [], []
-    for nz, cl in zip(np.asarray(noisy), np.asarray(clean)):
-        k0 = int(np.nanargmin(nz))
-        after = np.flatnonzero(nz[k0:] > 0.5)
-        if after.size:
-            k = k0 + int(after[0])
-            st.append(float(steps[k]))
-            ca.append(float(cl[k]))
-        else:
-            st.append(np.nan)
-            ca.append(np.nan)
-    return np.asarray(st), np.asarray(ca)
+    clean accuracy there (NaN if it never crosses). ``noisy``, ``clean``: (seed, T).
+    (:func:`linsam.theory.early_stopping`'s memorisation onset.)"""
+    from linsam import theory
+
+    noisy = np.asarray(noisy, float)
+    es = theory.early_stopping(steps, np.zeros_like(noisy), clean, noisy)
+    return np.asarray(es.memorize_step), np.asarray(es.clean_acc_at_memorize)
 
 
 def compute(ctx, cfg: dict) -> dict:

@@ -8,14 +8,16 @@ __all__ = ["peak", "at_step", "regime_text", "rho_index"]
 
 
 def peak(res, metric: str = "test_acc"):
-    """Early-stopped (best over the record steps) value and its step: arrays ``(method, rho, seed)``.
+    """Early-stopped (best over the record steps) value and its step: arrays ``(method, rho, seed)``
+    (:func:`linsam.theory.early_stopping`).
 
     The paper's "best test accuracy" is this oracle early stopping on the test curve; the
     test accuracy here is exact (population), so the maximum has no test-sampling bias.
     """
-    arr = np.asarray(res.metrics[metric])
-    k = np.nanargmax(arr, axis=-1)
-    return np.nanmax(arr, axis=-1), np.asarray(res.axes["step"])[k]
+    from linsam import theory
+
+    es = theory.early_stopping(np.asarray(res.axes["step"]), np.asarray(res.metrics[metric]))
+    return np.asarray(es.peak_acc), np.asarray(es.peak_step)
 
 
 def at_step(res, metric: str, step: int | str = "final"):

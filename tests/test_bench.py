@@ -103,8 +103,9 @@ def test_result_numbers_are_positive_and_finite(tiny):
         g = res["limits"][f"gemm_{dt}"]
         assert g["limit"] > 0 and np.isfinite(g["limit"])
     assert res["limits"]["copy"]["limit"] > 0
-    kinds = {(r["sweep"], r["dtype"], r["requested"]) for r in res["sweeps"]}
-    assert {("a", "float32", "primal"), ("b", "float64", "primal")} <= kinds
+    kinds = {(r["sweep"], r["dtype"], r["variant"]) for r in res["sweeps"]}
+    for dt in ("float32", "float64"):
+        assert {("a", dt, "primal"), ("b", dt, "streaming"), ("b", dt, "primal")} <= kinds
     for r in res["sweeps"]:
         assert r["per_step"] > 0 and r["flops"] > 0 and r["bytes"] > 0
     for r in res["numpy"]:

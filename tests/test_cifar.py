@@ -204,7 +204,7 @@ def test_run_aggregates_methods_and_plots(tmp_path):
     agg = T.run(cfgs, tmp_path, dataset=synthetic(), verbose=False, plot=True)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["methods"].keys() == {"sgd", "one_sam"} and saved["linsam_version"] and saved["comparable"]
-    for m, r in saved["methods"].items():
+    for r in saved["methods"].values():
         accs = [e["test_acc"] for e in r["epochs"]]
         assert r["peak_test_acc"] == max(accs) and r["epochs"][r["peak_epoch"] - 1]["test_acc"] == max(accs)
         assert r["status"] == "completed" and r["completed_epochs"] == 2

@@ -44,7 +44,7 @@ def make_jpeg_tar(path, n_train=2, n_test=1, classes=CLASSES, prefix=""):
     """The shared layout: train/<class>/NNNN.jpg, test/<class>/NNNN.jpg (members unordered)."""
     with tarfile.open(path, "w:gz") as tar:
         for split, n in (("test", n_test), ("train", n_train)):
-            for c, name in reversed(list(enumerate(classes))):
+            for name in reversed(classes):
                 for i in reversed(range(n)):
                     _add(tar, f"{prefix}{split}/{name}/{i:04d}.jpg", _jpeg_bytes(_color(split, CLASSES.index(name), i)))
     return path
@@ -64,7 +64,8 @@ def make_pickle_dir(root, n_per_batch=3, seed=0):
             pickle.dump({b"batch_label": name.encode(), b"labels": y, b"data": rows}, f, protocol=2)
         xs[name], ys[name] = x, np.asarray(y, np.int32)
     train = [f"data_batch_{i}" for i in range(1, 6)]
-    return d, np.concatenate([xs[n] for n in train]), np.concatenate([ys[n] for n in train]), xs["test_batch"], ys["test_batch"]
+    x_train, y_train = np.concatenate([xs[n] for n in train]), np.concatenate([ys[n] for n in train])
+    return d, x_train, y_train, xs["test_batch"], ys["test_batch"]
 
 
 @pytest.fixture
@@ -113,7 +114,7 @@ def test_jpeg_tar_with_top_directory_and_unpacked_directory(tmp_path, cache):
     assert ds.x_train.shape[0] == 20
     root = tmp_path / "unpacked"
     with tarfile.open(tmp_path / "x.tar.gz") as tar:
-        tar.extractall(root, filter="data")
+        tar.extractall(root, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     ds2 = cdata.load_cifar10(root / "cifar10")
     np.testing.assert_array_equal(ds2.x_train, ds.x_train)
     np.testing.assert_array_equal(ds2.y_test, ds.y_test)

@@ -79,6 +79,7 @@ def test_c2_verdict_holds_and_fails():
     assert verdict("C2", c2_measurement(worst={})) == FAILS
 
 
+@pytest.mark.slow  # ~14 compilations; the end-to-end reproduce test runs compare() in its background process
 def test_c2_compare_measures_real_rules():
     m = paper_checks.module("C2").compare(dict(models=["logreg"], shapes=[[4, 3, 2]], rhos=[0.3], margin_scales=[1.0]))
     assert m["comparisons"] == 7 and m["zero_gradient_ok"] and not m["nonfinite"]
@@ -291,8 +292,8 @@ def test_context_seed_shifts_every_sweep():
         paper_checks.Context(mode="tiny", seed=-1)
 
 
-@pytest.mark.parametrize("mode", ["tiny", pytest.param("quick", marks=pytest.mark.slow),
-                                  pytest.param("full", marks=pytest.mark.slow)])
+@pytest.mark.slow  # recompiles the samplers with x64 off (~10 s); run when the DLN configs change
+@pytest.mark.parametrize("mode", ["tiny", "quick", "full"])
 def test_shipped_jreg_fixed_coefficients_are_prop41_at_init(mode):
     from linsam import simulate
 

@@ -30,7 +30,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("cifar", help="CIFAR-10 ResNet-18 label-noise comparison (needs flax, optax, pillow)",
                               description=DESCRIPTION)
     p.add_argument("--preset", default="paper", help="paper | budget | tiny (default: paper)")
-    p.add_argument("--method", help="comma-separated: sgd, nsam, one_sam, lsam, jsam, jreg, reg (default: the preset's)")
+    p.add_argument("--method",
+                   help="comma-separated: sgd, nsam, one_sam, lsam, jsam, jreg, reg (default: the preset's)")
     p.add_argument("--noise", type=float, dest="noise_rate", help="label-noise rate in [0, 1) (preset: 0.3)")
     p.add_argument("--noise-kind", dest="noise_kind", help="symmetric | symmetric_bernoulli | asymmetric | pair_flip")
     p.add_argument("--epochs", type=int)

@@ -265,35 +265,37 @@ def _coefficients(M, t, C0, xpos):
 
 
 def _record(metrics_fn, W, M, data, rho):
-    return jax.vmap(metrics_fn, in_axes=(0, 1, None, 0))(W, M, data, rho)
+    return jax.vmap(metrics_fn, in_axes=(1, 1, None, 0))(W, M, data, rho)
 
 
-# XLA:CPU runs X^T C (contracting X's leading axis) several times slower than C^T X, so the
-# weights are stored run-major, W of shape (R, d): logits X W^T ('nd,rd->nr'), gradient C^T X
-# ('nr,nd->rd'); both are plain GEMMs (batched GEMMs / matvecs under the seed vmap).
+# Both products contract the contiguous axis of their big operand: logits X W with X (n, d)
+# and W (d, R); gradient X^T C computed as XT C with XT a physical (d, n) copy of X^T.
+# XLA:CPU runs X.T @ C (contracting X's leading axis) up to twice slower than XT @ C, and
+# several times slower at R = 1; the copy costs n*d more numbers of memory per dataset.
 def _logits(X, W):
-    return jnp.einsum("nd,rd->nr", X, W)
+    return X @ W
 
 
-def _grad(C, X):
-    return jnp.einsum("nr,nd->rd", C, X)
+def _grad(XT, C):
+    return XT @ C
 
 
-def _trajectory(data: SweepData, W0, rho, lr, *, form, steps, record_every, metrics_fn):
-    """One dataset, ``R`` runs: ``W0`` ``(R, d)``, ``rho``/``lr`` ``(R,)`` ->
-    (final W ``(R, d)``, metrics name -> ``(R, T)``).
+def _trajectory(data: SweepData, XT, W0, rho, lr, *, form, steps, record_every, metrics_fn):
+    """One dataset, ``R`` runs: ``XT`` ``(d, n)`` (= X^T, stored), ``W0`` ``(R, d)``,
+    ``rho``/``lr`` ``(R,)`` -> (final W ``(R, d)``, metrics name -> ``(R, T)``).
 
-    Both forms carry the logits :math:`M = XW^\top` from step to step, so a record step
-    costs no extra pass over :math:`X` in the primal form and one (:math:`A^\top X`,
-    rebuilding :math:`W`) in the dual form."""
+    Both forms carry the logits :math:`M = XW` from step to step, so a record step costs no
+    extra pass over :math:`X` in the primal form and one (:math:`X^\top A`, rebuilding
+    :math:`W`) in the dual form."""
     X, t = data.X, data.t
     n = X.shape[0]
     xn = jnp.linalg.norm(X, axis=1)
     data = data._replace(x_norm=xn)
     xpos = xn > 0
     C0 = xn[:, None] * rho[None, :]
-    scale = (lr / n)[:, None]
+    scale = (lr / n)[None, :]
     k = record_every
+    W0 = W0.T
     M0 = _logits(X, W0)
     # Block b runs k steps (0 for b = 0: the record at step 0), then records: one copy of
     # the metrics code in the program.
@@ -303,7 +305,7 @@ def _trajectory(data: SweepData, W0, rho, lr, *, form, steps, record_every, metr
 
         def step(_, carry):
             W, M = carry
-            W = W + scale * _grad(_coefficients(M, t, C0, xpos), X)
+            W = W + scale * _grad(XT, _coefficients(M, t, C0, xpos))
             return W, _logits(X, W)
 
         def block(carry, b):
@@ -311,26 +313,26 @@ def _trajectory(data: SweepData, W0, rho, lr, *, form, steps, record_every, metr
             return carry, _record(metrics_fn, *carry, data, rho)
 
     else:
-        K = X @ X.T
-        scale_n = scale.T  # (1, R): columns of M
+        K = X @ XT
 
         def step(_, carry):
             M, A = carry
             C = _coefficients(M, t, C0, xpos)
-            return M + scale_n * (K @ C), A + C
+            return M + scale * (K @ C), A + C
 
         def block(carry, b):
             W, M = carry
             M, A = lax.fori_loop(0, length(b), step, (M, jnp.zeros_like(M)))
-            W = W + scale * _grad(A, X)
+            W = W + scale * _grad(XT, A)
             return (W, M), _record(metrics_fn, W, M, data, rho)
 
     (W, _), ms = lax.scan(block, (W0, M0), jnp.arange(steps // k + 1))
-    return W, {name: v.T for name, v in ms.items()}
+    return W.T, {name: v.T for name, v in ms.items()}
 
 
-def _local_sweep(data: SweepData, W0, rho, lr, *, form, steps, record_every, metrics_fn, seed_block, precision):
-    """One device's block: ``S`` datasets (leading axis), ``W0`` ``(S, R, d)`` ->
+def _local_sweep(data: SweepData, XT, W0, rho, lr, *, form, steps, record_every, metrics_fn, seed_block, precision):
+    """One device's block: ``S`` datasets (leading axis; ``XT`` ``(S, d, n)`` their stored
+    transposes), ``W0`` ``(S, R, d)`` ->
     (``(S, R, d)``, name -> ``(S, R, T)``). Datasets go through ``lax.map`` in groups of
     ``seed_block``, each group vmapped (batched GEMMs / matvecs) and run for the whole
     trajectory before the next group starts."""
@@ -339,20 +341,21 @@ def _local_sweep(data: SweepData, W0, rho, lr, *, form, steps, record_every, met
     )
 
     def one(args):
-        d_s, w_s = args
-        return traj(d_s, w_s, rho, lr)
+        d_s, xt_s, w_s = args
+        return traj(d_s, xt_s, w_s, rho, lr)
 
     S = W0.shape[0]
     block = min(seed_block, S)
+    xs = (data, XT, W0)
     with jax.default_matmul_precision(precision):
         if S == 1:
-            W, ms = one(jax.tree_util.tree_map(lambda a: a[0], (data, W0)))
+            W, ms = one(jax.tree_util.tree_map(lambda a: a[0], xs))
             return W[None], {k: v[None] for k, v in ms.items()}
         if block == S:
-            return jax.vmap(one)((data, W0))
+            return jax.vmap(one)(xs)
         if block == 1:  # a plain loop over datasets
-            return lax.map(one, (data, W0))
-        return lax.map(one, (data, W0), batch_size=block)
+            return lax.map(one, xs)
+        return lax.map(one, xs, batch_size=block)
 
 
 def last_level_cache_bytes(default: int = 32 * 2**20) -> int:
@@ -552,6 +555,9 @@ class SweepPlan(NamedTuple):
         )
 
 
+_transpose = jax.jit(lambda X: jnp.swapaxes(X, -1, -2))  # materialised: a jit output is row-major
+
+
 def _to_host(x):
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
@@ -567,8 +573,8 @@ def _program(form, steps, record_every, metrics_fn, seed_block, precision, shard
         precision=precision,
     )
     if shard_axis == "seed":
-        return shard_run_axis(local, in_axes=(0, 0, None, None), out_axes=0, mesh=mesh)
-    return shard_run_axis(local, in_axes=(None, 1, 0, 0), out_axes=1, mesh=mesh)
+        return shard_run_axis(local, in_axes=(0, 0, 0, None, None), out_axes=0, mesh=mesh)
+    return shard_run_axis(local, in_axes=(None, None, 1, 0, 0), out_axes=1, mesh=mesh)
 
 
 def _check_labels(t, shape, name):
@@ -704,7 +710,11 @@ def plan_sweep(
     data = SweepData(cast(X), cast(t), cast(noisy, bool), cast(X_test), cast(t_test))
     fn = _program(form, int(steps), int(record_every), metrics_fn or default_metrics, int(seed_block), precision, shard,
                   mesh)
-    args = (data, put(W0), put(rho, dtype), put(lr, dtype))
+    if put is np.asarray:
+        XT = np.ascontiguousarray(np.swapaxes(data.X, -1, -2))
+    else:
+        XT = _transpose(data.X)
+    args = (data, XT, put(W0), put(rho, dtype), put(lr, dtype))
     return SweepPlan(
         fn=fn, args=args, steps=np.arange(0, steps + 1, record_every), rho=rho, lr=lr, shared=shared, form=form,
         shard_axis=shard, num_devices=num_dev, seed_block=int(seed_block), n=n, d=d, S=S, R=R, dtype=dtype,

@@ -585,6 +585,7 @@ class SweepResult:
       bayes_acc: population accuracy of the Bayes classifier of the data model.
       version: ``linsam.__version__`` that produced it.
       elapsed_s: wall time of the sweep (compile included), seconds.
+      cpu_s: CPU time of this process during the sweep (all threads), seconds.
       params: parameters at record steps (leading axes method, rho, seed, step), if kept.
     """
 
@@ -596,6 +597,7 @@ class SweepResult:
     version: str = linsam.__version__
     elapsed_s: float = float("nan")
     params: Any = None
+    cpu_s: float = float("nan")
 
     def index(self, axis: str, value) -> int:
         """Position of ``value`` on ``axis`` (rho compared with a tolerance)."""
@@ -639,6 +641,7 @@ class SweepResult:
             config=self.config.to_dict(),
             linsam_version=self.version,
             elapsed_s=self.elapsed_s,
+            cpu_s=self.cpu_s,
             bayes_acc=self.bayes_acc,
             axes=list(AXES),
             metrics=sorted(self.metrics),
@@ -665,6 +668,7 @@ class SweepResult:
             bayes_acc=float(info["bayes_acc"]),
             version=info["linsam_version"],
             elapsed_s=float(info["elapsed_s"]),
+            cpu_s=float(info.get("cpu_s", float("nan"))),
         )
 
 
@@ -723,7 +727,7 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
         progress = len(chunks) > 1
     rhos = jnp.asarray(config.rhos, dtype)
     static = _static(config, keep_params)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     outs = []
     for ci, ch in enumerate(chunks):
         keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(ch))
@@ -738,7 +742,7 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
             eta = el / done * (len(seeds) - done)
             print(f"[linsam simulate {config.name}] seeds {done}/{len(seeds)}  {el:.1f} s elapsed, ~{eta:.0f} s left",
                   file=sys.stderr, flush=True)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
 
     def cat(get, axis):
         return np.concatenate([np.take(get(r), np.arange(c), axis=axis) for r, c in outs], axis=axis)
@@ -760,6 +764,7 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
         noise_rate=noise_rate,
         bayes_acc=float(mixture.bayes_accuracy()),
         elapsed_s=elapsed,
+        cpu_s=cpu,
         params=params,
     )
 

@@ -26,8 +26,7 @@ import numpy as np
 
 from linsam.cifar import data as cdata
 from linsam.cifar import train as T
-from linsam.cifar.resnet import ResNet18, init_variables
-from linsam.cifar.resnet import STAGE_SIZES
+from linsam.cifar.resnet import STAGE_SIZES, ResNet18, init_variables
 
 
 def forward_flops(width: int = 64, depth: int = 18, image: int = 32) -> float:

@@ -366,7 +366,8 @@ def load_cifar10(path: str | os.PathLike | None = None, *, use_cache: bool = Tru
         if (p / "train").is_dir():
             arrays = _decode_jpeg_dir(p)
             return CIFAR10(*arrays, source=str(p), fingerprint="dir:" + str(p.resolve()), format="jpeg")
-        raise DatasetError(f"{p} is a directory but holds neither cifar-10-batches-py pickles nor train/<class>/ images")
+        raise DatasetError(f"{p} is a directory but holds neither cifar-10-batches-py pickles "
+                           f"nor train/<class>/ images")
     size = p.stat().st_size
     sha = file_sha256(p)
     fp = "sha256:" + sha
@@ -448,7 +449,10 @@ def apply_augmentation(x: jax.Array, offsets: jax.Array, flips: jax.Array, *, pa
     n, h, w, c = x.shape
     if padding > 0:
         xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-        x = jax.vmap(lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], jnp.zeros((), o.dtype)), (h, w, c)))(xp, offsets)
+        def crop(img, o):
+            return jax.lax.dynamic_slice(img, (o[0], o[1], jnp.zeros((), o.dtype)), (h, w, c))
+
+        x = jax.vmap(crop)(xp, offsets)
     return jnp.where(jnp.asarray(flips, bool)[:, None, None, None], x[:, :, ::-1, :], x)
 
 

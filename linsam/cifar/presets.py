@@ -31,7 +31,7 @@ PRESETS: dict[str, dict] = {
         methods=("sgd", "one_sam", "jsam"),
         noise_rate=0.3, noise_kind="symmetric", epochs=30, batch_size=128, lr=0.01, momentum=0.9,
         weight_decay=5e-4, schedule="constant", rho=0.01, width=64, depth=18, norm="layer",
-        compute_dtype="bfloat16", chunk_size=32, augment=False, train_subset=10000, eval_train_size=5000,
+        compute_dtype="bfloat16", chunk_size=64, augment=False, train_subset=10000, eval_train_size=5000,
         eval_batch_size=1000, log_every=20,
     ),
     "tiny": dict(

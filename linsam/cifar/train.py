@@ -78,8 +78,8 @@ from linsam.cifar import data as cdata
 from linsam.cifar.resnet import (
     COMPUTE_DTYPES,
     NORMS,
-    STAGE_SIZES,
     PER_EXAMPLE_NORMS,
+    STAGE_SIZES,
     ResNet18,
     count_params,
     head_kernel,
@@ -813,8 +813,10 @@ def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike,
             break
         e = len(epochs_done)
         t0 = time.perf_counter()
-        prog = (lambda s, n: say(_fmt_progress(cfg.method, e + 1, cfg.epochs, s, n, t0), flush=True)) \
-            if verbose and len(trainer.blocks()) > 1 else None
+        prog = None
+        if verbose and len(trainer.blocks()) > 1:
+            def prog(s, n, e=e, t0=t0):
+                say(_fmt_progress(cfg.method, e + 1, cfg.epochs, s, n, t0), flush=True)
         state = trainer.train_epoch(state, e, prog)
         t1 = time.perf_counter()
         m = trainer.evaluate(state)

@@ -16,6 +16,10 @@ with a paired percentile-bootstrap 95% CI over seeds (also for :math:`F_J - F_L`
 and :math:`F_J - F_L > 0` (CI above 0). The same fractions for the end-of-training accuracy
 (``final``) are measured and reported alongside.
 
+Other radii on the sweep's rho grid are reported too (not in the verdict): L-SAM's gain keeps
+growing with rho where 1-SAM's and J-SAM's collapse (see docs/regimes.md), so "L-SAM less"
+is a statement at a common rho.
+
 The paper's evidence for this claim is from deep networks (CIFAR-10 ResNet-18); the DLN is
 the model of its Proposition 4.1, so this is a transfer to the DLN and is not must-hold.
 """
@@ -57,8 +61,10 @@ def method_gains(res, rho: float, statistic: str) -> dict:
 def measure(ctx, cfg: dict) -> dict:
     res = ctx.sweep(cfg["sweep"])
     rho = float(cfg["rho"])
+    stat = cfg.get("statistic", "peak")
+    others = {f"{float(r):g}": method_gains(res, float(r), stat) for r in res.axes["rho"] if float(r) != rho}
     return dict(rho=rho, peak=method_gains(res, rho, "peak"), final=method_gains(res, rho, "final"),
-                statistic=cfg.get("statistic", "peak"), regime=regime_text(res, f"rho = {rho:g}"))
+                statistic=stat, other_rhos=others, regime=regime_text(res, f"rho = {rho:g}"))
 
 
 def fractions(g: dict, methods=("jsam", "lsam"), seed: int = 0) -> dict:
@@ -99,6 +105,10 @@ def evaluate(m: dict, cfg: dict) -> ClaimResult:
     measured = f"{label[stat]}: {_text(f)}. {label[other]}: {_text(fo)}"
     if why:
         measured += ". Not established: " + "; ".join(why)
+    for r, g in (m.get("other_rhos") or {}).items():  # the rest of the rho grid (not in the verdict)
+        fr = fractions(g)
+        measured += (f". At rho = {r}: 1-SAM gain {fmt_pct_ci(*fr['one_sam_gain'])}, J-SAM {fr['jsam'][0]:.2f}, "
+                     f"L-SAM {fr['lsam'][0]:.2f} of it")
     return ClaimResult.from_spec(
         SPEC, regime=m["regime"], measured=measured, estimate=f["jsam"][0], ci=(f["jsam"][1], f["jsam"][2]),
         verdict=HOLDS if ok else FAILS, details=dict(m, fractions={stat: f, other: fo}),

@@ -59,16 +59,17 @@ def read_results(data: dict, source: str = "") -> dict:
     methods = {}
     for name, r in data["methods"].items():
         conf = r.get("config", {}) or {}
+        data_info = r.get("data") or {}
         methods[name] = dict(peak=r.get("peak_test_acc"), epoch=r.get("peak_epoch"), epochs_done=r.get("completed_epochs"),
                              epochs=conf.get("epochs"), status=r.get("status"), noise_rate=conf.get("noise_rate"),
-                             noise_kind=conf.get("noise_kind"), rho=conf.get("rho"),
-                             realised=(r.get("data") or {}).get("realised_rate"))
+                             noise_kind=conf.get("noise_kind"), rho=conf.get("rho"), preset=r.get("preset"),
+                             realised=data_info.get("realised_rate"), n_train=data_info.get("n_train"))
     missing = [m for m in ("sgd", "one_sam") if m not in methods or methods[m]["peak"] is None]
     if missing:
         return dict(available=False, reason=f"{source}: no peak test accuracy for {', '.join(missing)}",
                     methods=methods)
     return dict(available=True, source=source, schema=data.get("schema"), device=data.get("device"),
-                methods=methods)
+                comparable=data.get("comparable"), methods=methods)
 
 
 def evaluate(m: dict, cfg: dict) -> ClaimResult:
@@ -88,8 +89,14 @@ def evaluate(m: dict, cfg: dict) -> ClaimResult:
     measured = f"peak test accuracy: {accs}; 1-SAM - SGD = {100 * gain:+.1f} pp (one run per method, no CI)"
     sgd = ms["sgd"]
     partial = [k for k, v in ms.items() if v.get("status") not in (None, "completed")]
-    regime = (f"CIFAR-10, {sgd.get('noise_kind') or 'symmetric'} noise {sgd.get('noise_rate')}, "
-              f"{sgd.get('epochs_done')}/{sgd.get('epochs')} epochs, rho {ms['one_sam'].get('rho')}; source {m['source']}")
+    realised = f" (realised {sgd['realised']:.3f})" if isinstance(sgd.get("realised"), (int, float)) else ""
+    n_train = f" ({sgd['n_train']} training images)" if sgd.get("n_train") else ""
+    preset = f", preset {sgd['preset']}" if sgd.get("preset") else ""
+    regime = (f"CIFAR-10{n_train}, ResNet-18, {sgd.get('noise_kind') or 'symmetric'} noise {sgd.get('noise_rate')}"
+              f"{realised}, {sgd.get('epochs_done')}/{sgd.get('epochs')} epochs, rho {ms['one_sam'].get('rho')}{preset}; "
+              f"device {m.get('device') or 'unknown'}; source {m['source']}")
+    if m.get("comparable") is False:
+        regime += "; methods NOT comparable (different data or settings)"
     if partial:
         regime += f"; runs not completed: {', '.join(partial)}"
     if sgd.get("noise_rate") not in (None, 0.3):

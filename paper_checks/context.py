@@ -212,7 +212,7 @@ def prop41_coefficients(config, rho: float | None = None) -> tuple[float, float]
     ``jreg_fixed`` freezes them at their mean over examples and seeds at step 0.
 
     Returns ``(lam_last, lam_act)`` for ``config`` (a DLN :class:`~linsam.simulate.SimConfig`);
-    ``rho`` defaults to the config's first rho.
+    ``rho`` defaults to the config's ``[meta] headline_rho``, else its first rho.
     """
     import jax
     import jax.numpy as jnp
@@ -221,7 +221,9 @@ def prop41_coefficients(config, rho: float | None = None) -> tuple[float, float]
     from paper_checks import engine
 
     config = config.validate()
-    rho = float(config.rhos[0] if rho is None else rho)
+    if rho is None:
+        rho = config.meta_dict.get("headline_rho", config.rhos[0])
+    rho = float(rho)
     dtype = jnp.dtype(config.dtype)
     mixture = config.data.build()
     mixture = mixture._replace(mu=mixture.mu.astype(dtype), scale=mixture.scale.astype(dtype))

@@ -244,3 +244,14 @@ def test_cli_simulate_sgd_and_regimes(tmp_path):
     assert cli.main(["regimes", "--results", str(out), "--out", str(doc)]) == 0
     text = doc.read_text()
     assert "tiny regime" in text and "1-SAM" in text and "| 0.7 (rho*) |" in text
+
+
+def test_zero_init_first_gd_step_is_the_mean_classifier():
+    """From w = 0 the first GD step is lr/2 * mean_i t_i x_i: its test accuracy is the mean
+    classifier's (the reference line of the regime map), for GD and for 1-SAM at any rho."""
+    res = sim.simulate(TINY.replace(init_scale=0.0))  # init_scale is traced: no recompilation
+    ref = sim.mean_classifier_accuracy(TINY)
+    assert res.axes["step"][1] == 1
+    for mi in range(2):
+        for ri in range(3):
+            np.testing.assert_allclose(res.metrics["test_acc"][mi, ri, :, 1], ref, **EXACT)

@@ -802,6 +802,24 @@ def training_data(config: SimConfig, seed: int) -> Dataset:
     return ds._replace(rate=float(np.mean(np.asarray(ds.mask))))
 
 
+def mean_classifier_accuracy(config: SimConfig, seeds=None) -> np.ndarray:
+    r"""Population accuracy of the equal-weight mean classifier of each seed's training set,
+
+    .. math::  \hat w = \frac1n\sum_i \tilde t_i x_i \quad(\text{noisy labels}),
+
+    the first GD step from zero initialisation and the large-rho limit of 1-SAM's direction
+    in the linear model: a reference line for every regime. Shape ``(len(seeds),)``
+    (default: the config's seeds)."""
+    config = config.validate()
+    mixture = config.data.build()
+    out = []
+    for seed in config.seeds if seeds is None else seeds:
+        ds = training_data(config, int(seed))
+        w = ds.noisy @ ds.X / config.n
+        out.append(float(_population_accuracy(mixture.mu.astype(w.dtype), mixture.scale.astype(w.dtype), w)))
+    return np.asarray(out)
+
+
 def initial_params(config: SimConfig, seed: int):
     """The initial parameters of a run of ``config`` with ``seed``."""
     config = config.validate()

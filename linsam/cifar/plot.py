@@ -39,7 +39,7 @@ def plot_curves(agg: dict, path: str | Path | None = None):
         a_w.plot(x, [e["last_layer_norm"] for e in ep], color=c, label=lab)
         a_phi.plot(x, [e["feature_norm"] for e in ep], color=c, label=lab)
     a_test.set(title="test accuracy (dot: peak)", xlabel="epoch", ylabel="accuracy")
-    a_train.set(title="train accuracy: clean subset (solid), noisy subset vs noisy label (dashed)",
+    a_train.set(title="train acc.: clean subset (solid); noisy subset, fit to noisy label (dashed)",
                 xlabel="epoch", ylabel="accuracy")
     a_w.set(title="last-layer weight norm", xlabel="epoch")
     a_phi.set(title="mean penultimate activation norm", xlabel="epoch")
@@ -47,7 +47,7 @@ def plot_curves(agg: dict, path: str | Path | None = None):
         a.grid(alpha=0.3)
         if a.lines:
             a.legend(fontsize=7)
-    a_train.title.set_fontsize(9)
+    a_train.title.set_fontsize(8.5)
     if path is not None:
         fig.savefig(path, dpi=120)
         plt.close(fig)

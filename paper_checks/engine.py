@@ -173,8 +173,10 @@ def sweep(config: "_sim.SimConfig", *, keep_params: bool = False, progress=None,
                    jnp.asarray(config.lr, dtype), jnp.asarray(config.lam_last, dtype),
                    jnp.asarray(config.lam_act, dtype), **static)
         P = jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), P)  # (rho, seed, T, ...)
-        m = _metrics(P, X, t, mask, mixture, rhos_all, model=config.model)
-        per_method.append({k: np.asarray(v) for k, v in m.items()})
+        # one rho at a time: bounds the memory of the per-state intermediates (same compiled shape)
+        ms = [_metrics(jax.tree_util.tree_map(lambda a: a[j:j + 1], P), X, t, mask, mixture, rhos_all[j:j + 1],
+                       model=config.model) for j in range(len(config.rhos))]
+        per_method.append({k: np.concatenate([np.asarray(m[k]) for m in ms]) for k in ms[0]})
         if keep_params:
             kept.append(jax.tree_util.tree_map(np.asarray, P))
         if progress is not None:

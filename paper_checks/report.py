@@ -143,10 +143,17 @@ def render_markdown(run: Run) -> str:
               "`linsam simulate --config NAME`; this run's `--seed` shifts `seed_offset` by 1000 x seed).", "",
               "| sweep | model | methods | rho | seeds | n, d | steps | lr | init | noise | time |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
+    try:
+        from linsam.simulate import shipped_configs
+
+        shipped = set(shipped_configs())
+    except Exception:  # pragma: no cover - the listing is only a label
+        shipped = set()
     for c in run.sweeps:
         t = run.timings.get(f"sweep {c.name}", float("nan"))
+        name = f"`{c.name}`" if c.name in shipped else f"`{c.name}` (variant of a shipped config: [noise] replaced, F7)"
         nz = f"{c.noise.kind} {c.noise.rate:g}"
-        lines.append(f"| `{c.name}` | {c.model}{f' h={c.hidden}' if c.model == 'dln' else ''} | "
+        lines.append(f"| {name} | {c.model}{f' h={c.hidden}' if c.model == 'dln' else ''} | "
                      f"{', '.join(c.methods)} | {', '.join(f'{r:g}' for r in c.rhos)} | {c.num_seeds} "
                      f"(from {c.seed_offset}) | {c.n}, {c.data.d} | {c.steps} | {c.lr:g} | {c.init_scale:g} | {nz} | "
                      f"{t:.1f} s |")

@@ -183,3 +183,11 @@ def test_nsam_matches_optax_contrib_sam(getkey):
     np.testing.assert_allclose(params, ours_auto, rtol=1e-12, atol=1e-14)
     # and it is not plain SGD
     assert not np.allclose(params, w - lr * logreg.gd(w, X, t), rtol=1e-6)
+
+
+def test_init_respects_dtype(getkey):
+    """init in float32 stays float32 even with x64 enabled (no numpy float64 scalar upcast)."""
+    assert logreg.init(getkey(), 4, scale=1.0, dtype=jnp.float32).dtype == jnp.float32
+    p = dln.init(getkey(), 4, 3, scale=1.0, dtype=jnp.float32)
+    assert p.v.dtype == jnp.float32 and p.W.dtype == jnp.float32
+    assert softmax.init(getkey(), 4, 3, scale=1.0, dtype=jnp.float32).dtype == jnp.float32

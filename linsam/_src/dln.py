@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -110,8 +112,8 @@ def init(key, d: int, h: int, scale: float = 1.0, dtype=None) -> DLNParams:
     dtype = dtype or jnp.zeros(()).dtype
     kv, kw = jax.random.split(key)
     return DLNParams(
-        v=scale * jax.random.normal(kv, (h,), dtype) / np.sqrt(h),
-        W=scale * jax.random.normal(kw, (h, d), dtype) / np.sqrt(d),
+        v=scale * jax.random.normal(kv, (h,), dtype) / math.sqrt(h),
+        W=scale * jax.random.normal(kw, (h, d), dtype) / math.sqrt(d),
     )
 
 

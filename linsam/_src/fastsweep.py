@@ -384,13 +384,16 @@ def auto_seed_block(S_local: int, n: int, d: int, itemsize: int, form: str, plat
 
     On CPU, the largest group whose per-step working set (``X``, ``n*d`` numbers, in the
     primal form; ``K``, ``n*n``, in the dual) fits in a quarter of the last-level cache
-    (which other processes share), at least 1: the data then stay in cache for the whole
-    trajectory instead of streaming from memory at every step. On accelerators, every
-    dataset at once (parallelism first)."""
+    (which other processes share), at least 1, and dividing ``S_local`` (uneven groups
+    would copy the data): the data then stay in cache for the whole trajectory instead of
+    streaming from memory at every step. On accelerators, every dataset at once
+    (parallelism first)."""
     if platform != "cpu" or S_local <= 1:
         return max(S_local, 1)
     per = (n * d if form == "primal" else n * n) * itemsize
-    return int(min(S_local, max(1, (last_level_cache_bytes() // 4) // max(per, 1))))
+    fit = int(min(S_local, max(1, (last_level_cache_bytes() // 4) // max(per, 1))))
+    # a divisor of S_local: the groups are then a free reshape, not copies of the data
+    return max(b for b in range(1, fit + 1) if S_local % b == 0)
 
 
 # ----------------------------------------------------------------------------- sharding

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import functools
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,7 +86,7 @@ def init(key, d: int, scale: float = 0.0, dtype=None):
     validate.check_positive_int(d, "d")
     validate.check_nonnegative(scale, "scale")
     dtype = dtype or jnp.zeros(()).dtype
-    return scale * jax.random.normal(key, (d,), dtype) / np.sqrt(d)
+    return scale * jax.random.normal(key, (d,), dtype) / math.sqrt(d)
 
 
 def one_sam_weight(z, C):

@@ -20,7 +20,6 @@ of mean gains with a paired bootstrap percentile interval (10,000 resamples, fix
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from pathlib import Path
 
@@ -52,6 +51,11 @@ def load_results(results_dir: str | os.PathLike) -> dict[str, SweepResult]:
 def peaks(res: SweepResult) -> np.ndarray:
     """Peak test accuracy of every run, shape (method, rho, seed)."""
     return early_stopping(res.axes["step"], res.metrics["test_acc"]).peak_acc
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a markdown table cell."""
+    return str(text).replace("|", "\\|")
 
 
 def _fmt_ci(ci, pct=True, signed=False):
@@ -166,7 +170,7 @@ def _linear_section(regime, g, lines, headline):
         gain = mean_ci(t - b)
         verdict = "yes" if gain.excludes_zero and gain.mean > 0 else ("no (worse)" if gain.excludes_zero else "no")
         headline.append(
-            f"| {meta.get('title', regime)} | {rho:g} | {_fmt_ci(mean_ci(b))} | {_fmt_ci(mean_ci(t))} | "
+            f"| {_cell(meta.get('title', regime))} | {rho:g} | {_fmt_ci(mean_ci(b))} | {_fmt_ci(mean_ci(t))} | "
             f"{_fmt_ci(gain, signed=True)} | {verdict} |"
         )
         lines += [f"### {meta.get('title', regime)} (`{rep.config.name}`)", ""]
@@ -379,7 +383,7 @@ def _structured_section(groups, structured, lines):
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for title, rep, rho, b, t, gain in rows:
-        lines.append(f"| {title} | `{rep.config.name}` | {100 * np.mean(rep.noise_rate):.1f} | {rho:g} | {_fmt_ci(b)} | "
+        lines.append(f"| {_cell(title)} | `{rep.config.name}` | {100 * np.mean(rep.noise_rate):.1f} | {rho:g} | {_fmt_ci(b)} | "
                      f"{_fmt_ci(t)} | {_fmt_ci(gain, signed=True)} | {'yes' if gain.excludes_zero else 'no'} |")
     lines.append("")
     for title, rep, *_ in rows:
@@ -547,10 +551,3 @@ def regime_configs() -> list[str]:
         if "regime" in meta:
             names.append((0 if meta.get("role") == "select" else 1, name))
     return [n for _, n in sorted(names)]
-
-
-def dump_json_summary(results_dir, out):  # pragma: no cover - convenience for later tooling
-    results = load_results(results_dir)
-    summary = {name: {"peak_mean": peaks(r).mean(-1).tolist(), "axes": {"method": r.axes["method"],
-               "rho": np.asarray(r.axes["rho"]).tolist()}} for name, r in results.items()}
-    Path(out).write_text(json.dumps(summary, indent=2))

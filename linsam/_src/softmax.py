@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import functools
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,7 +78,7 @@ def init(key, d: int, num_classes: int, scale: float = 0.0, dtype=None):
     validate.check_positive_int(num_classes, "num_classes", minimum=2)
     validate.check_nonnegative(scale, "scale")
     dtype = dtype or jnp.zeros(()).dtype
-    return scale * jax.random.normal(key, (num_classes, d), dtype) / np.sqrt(d)
+    return scale * jax.random.normal(key, (num_classes, d), dtype) / math.sqrt(d)
 
 
 def _logit_scale(logits, t):

@@ -260,8 +260,9 @@ SHARD_SCRIPT = textwrap.dedent(
         b = fs.logreg_sweep(Xs, ts, [0.0, 0.4], devices=one, **kw)
         assert a.shard_axis == "seed"
         cmp(a, b)
-        c = fs.logreg_sweep(Xs, ts, [0.0, 0.4], shard="run", **kw)   # runs split, data replicated
-        cmp(c, b)
+        if form == "primal":
+            c = fs.logreg_sweep(Xs, ts, [0.0, 0.4], shard="run", **kw)   # runs split, data replicated
+            cmp(c, b)
     # the generic helper on a vmapped function with the seed axis in position 2 of the output
     f = jax.vmap(lambda k, r: jnp.stack([jax.random.normal(k, (3,)) * rr for rr in r]), in_axes=(0, None))
     g = lambda keys, r: jnp.moveaxis(f(keys, r), 0, 2)  # (rho, 3, seed)

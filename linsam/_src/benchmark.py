@@ -622,7 +622,8 @@ def render(res: dict) -> str:
     add("| | |")
     add("|---|---|")
     for key, label in (("cpu", "CPU"), ("cores", "cores"), ("cache", "caches (per instance)"), ("memory", "memory"),
-                       ("platform", "OS"), ("python", "Python"), ("numpy", "NumPy"), ("jax", "JAX"), ("backend", "JAX backend")):
+                       ("platform", "OS"), ("python", "Python"), ("numpy", "NumPy"), ("jax", "JAX"),
+                       ("backend", "JAX backend")):
         add(f"| {label} | {m[key]} |")
     add(f"| load average (1/5/15 min) at start | {m['load']} |")
     add(f"| load average (1/5/15 min) at end | {res['load_end']} |")
@@ -641,7 +642,8 @@ def render(res: dict) -> str:
             what = ("streaming, all datasets at once" if r["variant"] == "streaming"
                     else f"default seed_block={r['seed_block']} (data from cache: an effective rate)")
             add(f"| (b) per-run-data sweep: bytes/s / copy bandwidth, {what} | {r['dtype']} | primal | "
-                f"{r['byte_fraction']:.2f} ({_g(r['bytes'])} / {_g(lim['copy']['limit'])} GB/s) | >= {TARGET_ROOFLINE:.2f} | "
+                f"{r['byte_fraction']:.2f} ({_g(r['bytes'])} / {_g(lim['copy']['limit'])} GB/s) | "
+                f">= {TARGET_ROOFLINE:.2f} | "
                 f"{_met(r['byte_fraction'], TARGET_ROOFLINE)} |")
     for r in res["numpy"]:
         for req in ("primal", "auto"):
@@ -649,7 +651,8 @@ def render(res: dict) -> str:
                 continue
             label = "primal" if req == "primal" else f"auto ({r['form_auto']})"
             add(f"| (c) sweep ({r['sweep']}) vs per-run NumPy loop | {r['dtype']} | {label} | "
-                f"{r[f'speedup_{req}']:.1f}x | >= {TARGET_NUMPY_SPEEDUP:.0f}x | {_met(r[f'speedup_{req}'], TARGET_NUMPY_SPEEDUP)} |")
+                f"{r[f'speedup_{req}']:.1f}x | >= {TARGET_NUMPY_SPEEDUP:.0f}x | "
+                f"{_met(r[f'speedup_{req}'], TARGET_NUMPY_SPEEDUP)} |")
     for ad in res["autodiff"][:2]:
         add(f"| closed form vs autodiff, {ad['rule']} ({ad['sizes']}) | float32 | - | {ad['speedup']:.1f}x | "
             f">= {TARGET_CLOSED_SPEEDUP:.0f}x | {_met(ad['speedup'], TARGET_CLOSED_SPEEDUP)} |")
@@ -713,7 +716,8 @@ def render(res: dict) -> str:
     add("| rule | sizes | closed form ms/step | autodiff ms/step | speedup | autodiff setting |")
     add("|---|---|---|---|---|---|")
     for r in res["autodiff"]:
-        add(f"| {r['rule']} | {r['sizes']} | {_ms(r['closed'])} | {_ms(r['autodiff'])} | {r['speedup']:.1f}x | {r['note']} |")
+        add(f"| {r['rule']} | {r['sizes']} | {_ms(r['closed'])} | {_ms(r['autodiff'])} | {r['speedup']:.1f}x | "
+            f"{r['note']} |")
     add("")
     add(f"## Scaling (primal form, shared data, float32, {cfg.scaling_steps} steps per point)")
     add("")
@@ -773,7 +777,8 @@ def render(res: dict) -> str:
     add("")
     add("- FLOPs, primal: 4ndR (X W and X^T C, a multiply-add = 2) + 2dR (update); dual: 2n^2R (K C) + 4nR + (2nd + 2d)R/k "
         "(rebuilding W at a record). Sigmoids and masks (about 10nR) are not counted.")
-    add("- Bytes, primal: (2nd + 3dR) s (X read twice per step, W read twice and written once); dual: (n^2 + 4nR) s + nd s/k.")
+    add("- Bytes, primal: (2nd + 3dR) s (X read twice per step, W read twice and written once); "
+        "dual: (n^2 + 4nR) s + nd s/k.")
     add("- Achieved rate = count x S / (measured time per step); fraction = achieved / limit measured above.")
     add("- Sweep (b) counts S = R datasets of one run each.")
     add("")

@@ -49,7 +49,6 @@ runs the whole trajectory of its block, with no communication. See ``docs/perfor
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, Callable, NamedTuple
 
 import jax

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import importlib
 import os
-import tempfile
 from pathlib import Path
 from types import ModuleType
 
 from derivations._core import Claim, Result
+from linsam._src.atomic import write_text_atomic
 
 __all__ = [
     "MODULES", "Claim", "Result", "modules", "names", "get", "check_all", "documents", "file_name",
@@ -114,18 +114,7 @@ def documents() -> dict[str, str]:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, text)
 
 
 def render_all(directory: str | os.PathLike = RENDERED_DIR) -> list[Path]:

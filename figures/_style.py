@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +20,7 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 import linsam  # noqa: E402
+from linsam._src.atomic import atomic_path  # noqa: E402
 
 __all__ = ["OKABE_ITO", "METHOD_COLORS", "METHOD_LABELS", "rho_colors", "new_figure", "mean_band", "save_figure",
            "step_axis"]
@@ -107,18 +106,8 @@ def step_axis(ax, steps, linthresh: float = 5, label: str = "step (full-batch it
 
 
 def _atomic_savefig(fig, path: Path, fmt: str, metadata: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_figure(fig, out_dir, name: str, *, title: str, caption: str, config: dict) -> list[Path]:

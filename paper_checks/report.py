@@ -11,12 +11,12 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import linsam
+from linsam._src.atomic import write_text_atomic
 from paper_checks._result import FAILS, HOLDS, NOT_RUN, ClaimResult, _jsonable
 
 __all__ = ["Run", "write_atomic", "claims_table", "render_markdown", "write_report"]
@@ -51,20 +51,7 @@ class Run:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, text)
 
 
 def _cell(text: Any) -> str:

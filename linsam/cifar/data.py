@@ -43,6 +43,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from linsam._src.atomic import write_atomic
+
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NUM_CLASSES = 10
 IMAGE_SHAPE = (32, 32, 3)
@@ -249,12 +251,8 @@ def _load_cache(file: Path, fingerprint: str):
 
 def _save_cache(file: Path, fingerprint: str, arrays: tuple) -> None:
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(file.name + f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, fingerprint=np.asarray(fingerprint), x_train=arrays[0], y_train=arrays[1],
-                     x_test=arrays[2], y_test=arrays[3])
-        os.replace(tmp, file)
+        write_atomic(file, lambda f: np.savez(f, fingerprint=np.asarray(fingerprint), x_train=arrays[0],
+                                              y_train=arrays[1], x_test=arrays[2], y_test=arrays[3]))
     except OSError:  # a read-only cache dir only costs a re-decode next time
         pass
 

@@ -74,6 +74,7 @@ import optax
 
 import linsam
 from linsam import rules
+from linsam._src.atomic import write_bytes_atomic
 from linsam.cifar import data as cdata
 from linsam.cifar.resnet import (
     COMPUTE_DTYPES,
@@ -649,13 +650,7 @@ class Trainer:
 
 
 def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, payload)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

@@ -17,6 +17,7 @@ from linsam._src.simulate import (  # noqa: F401
     shipped_configs,
     simulate,
     training_data,
+    training_sets,
 )
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "shipped_configs",
     "simulate",
     "training_data",
+    "training_sets",
 ]

@@ -92,7 +92,7 @@ class Context:
     def sweep(self, ref_or_config, *, keep_params: bool = False, **replace):
         """Run (or fetch from the cache) the sweep ``ref_or_config`` (a config name/path or a
         :class:`~linsam.simulate.SimConfig`, seed applied by :meth:`sweep_config`)."""
-        from paper_checks import engine
+        from linsam import simulate
 
         cfg = self.sweep_config(ref_or_config, **replace) if isinstance(ref_or_config, (str, os.PathLike)) \
             else ref_or_config
@@ -102,18 +102,20 @@ class Context:
         t0 = time.perf_counter()
         self.log(f"sweep {cfg.name}: {cfg.model}, {len(cfg.methods)} method(s) x {len(cfg.rhos)} rho x "
                  f"{cfg.num_seeds} seeds x {cfg.steps} steps ...")
-        res, data = engine.sweep(cfg, keep_params=keep_params, progress=lambda m: self.log("  " + m), return_data=True)
+        res = simulate.simulate(cfg, keep_params=keep_params, progress=False)
         dt = time.perf_counter() - t0
         self.timings[f"sweep {cfg.name}"] = self.timings.get(f"sweep {cfg.name}", 0.0) + dt
         self.log(f"sweep {cfg.name} done in {dt:.1f} s")
         self._sweeps[cfg] = res
-        self._data[cfg] = data
         return res
 
     def sweep_data(self, res):
         """The training sets ``(X, noisy labels, noise mask)`` (leading seed axis) of sweep result ``res``."""
         if res.config not in self._data:
-            self.sweep(res.config)
+            from linsam import simulate
+
+            ds, _ = simulate.training_sets(res.config)
+            self._data[res.config] = (ds.X, ds.noisy, ds.mask)
         return self._data[res.config]
 
     def sweeps_run(self) -> list:
@@ -218,16 +220,14 @@ def prop41_coefficients(config, rho: float | None = None) -> tuple[float, float]
     import jax.numpy as jnp
     import numpy as np
 
-    from paper_checks import engine
+    from linsam import simulate
 
     config = config.validate()
     if rho is None:
         rho = config.meta_dict.get("headline_rho", config.rhos[0])
     rho = float(rho)
-    dtype = jnp.dtype(config.dtype)
-    mixture = config.data.build()
-    mixture = mixture._replace(mu=mixture.mu.astype(dtype), scale=mixture.scale.astype(dtype))
-    X, t, _, _, p, _ = engine._data_for(config, mixture, dtype)  # the training sets and inits of every seed
+    ds, p = simulate.training_sets(config)  # the training sets and inits of every seed
+    X, t = ds.X, ds.noisy
     Z = jnp.einsum("snd,shd->snh", X, p.W)
     f = jnp.einsum("snh,sh->sn", Z, p.v)
     sig = jax.nn.sigmoid(-t * f)

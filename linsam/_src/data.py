@@ -156,14 +156,15 @@ def _weighted_exact_mask(key: Array, log_weights: Array, m: int) -> Array:
     n = log_weights.shape[0]
     if m == 0:
         return jnp.zeros((n,), bool)
-    scores = log_weights + jax.random.gumbel(key, (n,), dtype=jnp.result_type(log_weights, jnp.float32))
+    gumbel = jax.random.gumbel(key, (n,), dtype=jnp.float32)  # float32 draw whatever the x64 flag
+    scores = log_weights + gumbel.astype(jnp.result_type(log_weights, jnp.float32))
     _, idx = jax.lax.top_k(scores, m)
     return jnp.zeros((n,), bool).at[idx].set(True)
 
 
 def _flip_to_other_class(key: Array, labels: Array, mask: Array, num_classes: int) -> Array:
     """Replace each masked label by a uniformly chosen *other* class."""
-    shift = jax.random.randint(key, labels.shape, 1, num_classes).astype(labels.dtype)
+    shift = jax.random.randint(key, labels.shape, 1, num_classes, dtype=jnp.int32).astype(labels.dtype)
     return jnp.where(mask, (labels + shift) % num_classes, labels)
 
 
@@ -172,14 +173,14 @@ def _symmetric_kernel(key, labels, rate, m, num_classes, exact):
     """Jitted symmetric noise on class ids: exact ``m`` flips or Bernoulli(``rate``)."""
     k_mask, k_cls = jax.random.split(key)
     n = labels.shape[0]
-    mask = _exact_mask(k_mask, n, m) if exact else jax.random.bernoulli(k_mask, rate, (n,))
+    mask = _exact_mask(k_mask, n, m) if exact else jax.random.bernoulli(k_mask, jnp.asarray(rate, jnp.float32), (n,))
     return _flip_to_other_class(k_cls, labels, mask, num_classes), mask
 
 
 @partial(jax.jit, static_argnames=("exact",))
 def _pm1_symmetric_kernel(key, t, rate, m, exact):
     n = t.shape[0]
-    mask = _exact_mask(key, n, m) if exact else jax.random.bernoulli(key, rate, (n,))
+    mask = _exact_mask(key, n, m) if exact else jax.random.bernoulli(key, jnp.asarray(rate, jnp.float32), (n,))
     return jnp.where(mask, -t, t), mask
 
 
@@ -267,7 +268,7 @@ def transition_noise(key: Array, labels: Array, T: Array) -> NoisyLabels:
 @jax.jit
 def _transition_kernel(key, labels, T):
     logits = jnp.log(jnp.clip(T[labels], 0.0, None))  # log 0 = -inf: never sampled
-    noisy = jax.random.categorical(key, logits, axis=-1).astype(labels.dtype)
+    noisy = jax.random.categorical(key, logits.astype(jnp.float32), axis=-1).astype(labels.dtype)
     return noisy, noisy != labels
 
 
@@ -338,7 +339,7 @@ def binary_class_conditional_noise(key: Array, t: Array, rate_pos: float, rate_n
 
 @jax.jit
 def _class_conditional_kernel(key, t, rate_pos, rate_neg):
-    mask = jax.random.uniform(key, t.shape) < jnp.where(t > 0, rate_pos, rate_neg)
+    mask = jax.random.uniform(key, t.shape, jnp.float32) < jnp.where(t > 0, rate_pos, rate_neg).astype(jnp.float32)
     return _flip_pm1(t, mask), mask
 
 
@@ -449,8 +450,8 @@ class GaussianMixture(NamedTuple):
 
     def _sample(self, key: Array, n: int, dtype) -> tuple[Array, Array]:
         k_t, k_g = jax.random.split(key)
-        t = jnp.where(jax.random.bernoulli(k_t, 0.5, (n,)), 1.0, -1.0).astype(dtype)
-        g = jax.random.normal(k_g, (n, self.dim), dtype=dtype)
+        t = jnp.where(jax.random.bernoulli(k_t, jnp.float32(0.5), (n,)), 1.0, -1.0).astype(dtype)
+        g = jax.random.normal(k_g, (n, self.dim), dtype=jnp.float32).astype(dtype)  # x64-independent draw
         X = t[:, None] * self.mu.astype(dtype) + g * self.scale.astype(dtype)
         return X, t
 
@@ -642,7 +643,7 @@ class MulticlassMixture(NamedTuple):
     def _sample(self, key: Array, n: int, dtype) -> tuple[Array, Array]:
         k_y, k_g = jax.random.split(key)
         y = jax.random.randint(k_y, (n,), 0, self.num_classes, dtype=jnp.int32)
-        g = jax.random.normal(k_g, (n, self.dim), dtype=dtype)
+        g = jax.random.normal(k_g, (n, self.dim), dtype=jnp.float32).astype(dtype)  # x64-independent draw
         X = self.means.astype(dtype)[y] + g * self.scale.astype(dtype)
         return X, y
 

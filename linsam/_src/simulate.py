@@ -19,10 +19,18 @@ data, the initialisation and the mini-batch order depend on the seed only, so ev
 and every rho of one seed sees the same sample and the same start: comparisons across
 methods are paired.
 
-Sweeps vmap over seeds (outer) and rho (inner) and loop over methods inside one ``jit``.
-A method that does not use rho (``gd``, ``jreg_fixed``) keeps an un-batched carry under
-the rho-vmap (JAX's scan batching rule), so it is trained once per seed; only its
-rho-dependent *metrics* are evaluated per rho.
+Compilation (the cost of a sweep on a CPU is mostly XLA compilation): the training sets
+and initial parameters of every seed are drawn by one compiled, seed-vmapped sampler,
+outside the training loop; the training kernel is ``jit(vmap(vmap(scan)))`` over rhos and
+seeds, with the method a *traced* index into ``lax.switch`` over every rule of
+:data:`linsam.rules.METHODS` and ``lr``, ``rho``, ``lam_last``, ``lam_act`` traced, so every
+method, every seed chunk and every sweep of the same shapes reuse one executable. Metrics are
+computed inside the scan at the record steps (parameters are kept only with
+``keep_params``), so memory does not grow with the number of steps.
+
+A method that does not use rho (``gd``, ``jreg_fixed`` unless ``lam_scale_by_rho``) is
+called with the same rho vector as the others (one compiled shape for all methods): it
+trains the same run at every rho, and only its rho-dependent *metrics* differ per rho.
 """
 
 from __future__ import annotations
@@ -55,7 +63,7 @@ from linsam._src.data import (
     _population_accuracy,
     _sample_binary,
 )
-from linsam._src.rules import METHODS, SAM_METHODS
+from linsam._src.rules import METHODS
 from linsam._src.validate import check_method, check_nonnegative, check_positive, check_positive_int, check_rho
 
 MODELS = ("logreg", "dln")
@@ -501,71 +509,62 @@ def _direction_fn(model, method):
     return lambda p, X, t, rho, lam_last, lam_act: kern(p, X, t, rho)
 
 
-def _run(seed_key, mixture, rho, *, model, method, n, steps, record_every, record_dense, batch_size, lr, init_scale, hidden,
-         lam_last, lam_act, lam_scale_by_rho, noise, dtype, keep_params):
-    """One training run (pure; vmap over ``seed_key`` and ``rho``)."""
-    k_data, k_init, k_sgd = jax.random.split(seed_key, 3)
-    ds = _sample_binary(k_data, mixture, n, noise, dtype)
-    ops = _ops(model)
-    params0 = ops.init(k_init, mixture.dim, hidden, init_scale, dtype)
-    rho = jnp.asarray(rho, dtype)
-    direction = _direction_fn(model, method)
-    if method not in SAM_METHODS:
-        rho_step = jnp.zeros((), dtype)  # keeps the carry un-batched over the rho axis
-    else:
-        rho_step = rho
-    if method == "jreg_fixed" and lam_scale_by_rho:
-        lam_last, lam_act = lam_last * rho, lam_act * rho
-
-    def metrics(p):
-        return record_metrics(model, p, ds.X, ds.noisy, ds.mask, mixture, rho)
-
-    def one_step(i, p):
-        Xb, tb = _batch(k_sgd, i, ds.X, ds.noisy, ds.mask, batch_size)
-        u = direction(p, Xb, tb, rho_step, lam_last, lam_act)
-        return jax.tree_util.tree_map(lambda a, g: a - lr * g, p, u)
-
-    # One scan over record blocks: block sizes 0 (the initial state), then the gaps between
-    # record steps (1 while dense, then record_every). The metrics graph is traced once.
-    rec = _record_steps(steps, record_every, record_dense)
-    sizes = np.diff(rec, prepend=0).astype(np.int32)
-
-    def body(carry, size):
-        p, i0 = carry
-        p = jax.lax.fori_loop(i0, i0 + size, one_step, p)
-        return (p, i0 + size), (metrics(p), p if keep_params else None)
-
-    _, (ms, ps) = jax.lax.scan(body, (params0, jnp.int32(0)), jnp.asarray(sizes))
-    return ms, ps, ds.rate
+#: The order of the ``lax.switch`` branches of the training kernel (every core method).
+METHOD_ORDER = tuple(METHODS)
 
 
 @partial(jax.jit, static_argnames=("static",))
-def _sweep_kernel(keys, rhos, mixture, hyper, static):
-    """All methods x rhos x seeds: dict name -> (method, rho, seed, T).
+def _seed_data(keys, mixture, init_scale, static):
+    """Training set, initial parameters and SGD key of every seed key (leading seed axis).
 
-    ``hyper`` = (lr, init_scale, lam_last, lam_act) are traced (no recompilation when they
-    change); ``static`` holds what fixes shapes and control flow."""
-    (model, methods, n, steps, record_every, record_dense, batch_size, hidden, lam_scale_by_rho, noise, dtype,
-     keep_params) = static
+    Seed key ``PRNGKey(s)`` is split into (data, init, sgd) keys."""
+    model, n, hidden, noise, dtype = static
     dtype = jnp.dtype(dtype)
-    lr, init_scale, lam_last, lam_act = (jnp.asarray(h, dtype) for h in hyper)
-    mixture = GaussianMixture(mixture.mu.astype(dtype), mixture.scale.astype(dtype))
-    per_method, per_method_params = [], []
-    rate = None
-    for method in methods:
-        run = partial(_run, model=model, method=method, n=n, steps=steps, record_every=record_every,
-                      record_dense=record_dense, batch_size=batch_size, lr=lr, init_scale=init_scale, hidden=hidden,
-                      lam_last=lam_last, lam_act=lam_act, lam_scale_by_rho=lam_scale_by_rho, noise=noise, dtype=dtype,
-                      keep_params=keep_params)
-        over_rho = jax.vmap(run, in_axes=(None, None, 0))
-        ms, ps, rates = jax.vmap(over_rho, in_axes=(0, None, None))(keys, mixture, rhos)  # (seed, rho, ...)
-        rate = rates[:, 0]
-        per_method.append({k: jnp.swapaxes(v, 0, 1) for k, v in ms.items()})  # (rho, seed, T)
-        if keep_params:
-            per_method_params.append(jax.tree_util.tree_map(lambda a: jnp.swapaxes(a, 0, 1), ps))
-    metrics = {k: jnp.stack([m[k] for m in per_method]) for k in per_method[0]}
-    params = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *per_method_params) if keep_params else None
-    return metrics, params, rate
+    ops = _ops(model)
+
+    def one(seed_key):
+        k_data, k_init, k_sgd = jax.random.split(seed_key, 3)
+        ds = _sample_binary(k_data, mixture, n, noise, dtype)
+        return ds, ops.init(k_init, mixture.dim, hidden, init_scale, dtype), k_sgd
+
+    return jax.vmap(one)(keys)
+
+
+@partial(jax.jit, static_argnames=("static",))
+def _train_kernel(params0, X, t, mask, k_sgd, mixture, method_index, rhos, lr, lam_last, lam_act, static):
+    """One method (a traced index into ``lax.switch`` over :data:`METHOD_ORDER`) x rhos x seeds.
+
+    ``params0, X, t, mask, k_sgd`` have a leading seed axis; ``rhos, lam_last, lam_act`` have
+    shape ``(R,)``; ``lr`` is a traced scalar. Returns (metrics dict of ``(rho, seed, T)``,
+    parameters at the record steps ``(rho, seed, T, ...)`` or None). ``static`` fixes only
+    shapes and control flow, so every method and every sweep of the same shapes reuse one
+    executable. The metrics are computed inside the scan at the record steps (the
+    parameters are kept only with ``keep_params``)."""
+    model, steps, record_every, record_dense, batch_size, keep_params = static
+    branches = [_direction_fn(model, m) for m in METHOD_ORDER]
+    # One scan over record blocks: block sizes 0 (the initial state), then the gaps between
+    # record steps (1 while dense, then record_every). The metrics graph is traced once.
+    sizes = np.diff(_record_steps(steps, record_every, record_dense), prepend=0).astype(np.int32)
+
+    def run(p0, X, t, mask, key, rho, lam_l, lam_a):
+        def one_step(i, p):
+            Xb, tb = _batch(key, i, X, t, mask, batch_size)
+            u = jax.lax.switch(method_index, branches, p, Xb, tb, rho, lam_l, lam_a)
+            return jax.tree_util.tree_map(lambda a, g: a - lr * g, p, u)
+
+        def body(carry, size):
+            p, i0 = carry
+            p = jax.lax.fori_loop(i0, i0 + size, one_step, p)
+            ms = record_metrics(model, p, X, t, mask, mixture, rho)
+            return (p, i0 + size), (ms, p if keep_params else None)
+
+        _, (ms, ps) = jax.lax.scan(body, (p0, jnp.int32(0)), jnp.asarray(sizes))
+        return ms, ps
+
+    over_seed = jax.vmap(run, in_axes=(0, 0, 0, 0, 0, None, None, None))
+    return jax.vmap(over_seed, in_axes=(None, None, None, None, None, 0, 0, 0))(
+        params0, X, t, mask, k_sgd, rhos, lam_last, lam_act)
+
 
 
 # ----------------------------------------------------------------------------- results
@@ -689,19 +688,43 @@ def _atomic_write(path: Path, write) -> None:
 # ----------------------------------------------------------------------------- public entry points
 
 
-def _static(config: SimConfig, keep_params: bool):
-    return (
-        config.model, tuple(config.methods), config.n, config.steps, config.record_every, config.record_dense,
-        config.batch_size, config.hidden, bool(config.lam_scale_by_rho), config.noise, config.dtype, bool(keep_params),
-    )
+def _data_static(config: SimConfig):
+    return (config.model, config.n, config.hidden, config.noise, config.dtype)
 
 
-def _hyper(config: SimConfig):
-    return tuple(float(v) for v in (config.lr, config.init_scale, config.lam_last, config.lam_act))
+def _train_static(config: SimConfig, keep_params: bool):
+    return (config.model, config.steps, config.record_every, config.record_dense, config.batch_size, bool(keep_params))
+
+
+def _mixture(config: SimConfig) -> GaussianMixture:
+    mixture = config.data.build()
+    dtype = jnp.dtype(config.dtype)
+    return GaussianMixture(mixture.mu.astype(dtype), mixture.scale.astype(dtype))
+
+
+def _keys(seeds, size: int | None = None):
+    """``PRNGKey(s)`` of every seed; padded to ``size`` by repeating the last (compiled shape)."""
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+    if size is not None and len(seeds) < size:
+        keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], size - len(seeds), axis=0)])
+    return keys
+
+
+def training_sets(config: SimConfig, seeds=None):
+    """The training sets and initial parameters of the seeds of ``config`` (default: all).
+
+    Returns ``(Dataset, params0)`` with a leading seed axis on every array: exactly what
+    :func:`simulate` trains on (the same compiled sampler; per seed, what
+    :func:`training_data` and :func:`initial_params` give)."""
+    config = config.validate()
+    seeds = config.seeds if seeds is None else np.asarray(seeds)
+    ds, params0, _ = _seed_data(_keys(seeds), _mixture(config), jnp.asarray(config.init_scale, config.dtype),
+                                _data_static(config))
+    return ds, params0
 
 
 def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | None = None) -> SweepResult:
-    r"""Run a whole sweep (methods x rhos x seeds) as one compiled ``jit(vmap(vmap(scan)))``.
+    r"""Run a whole sweep (methods x rhos x seeds) with one compiled training kernel.
 
     Args:
       config: the :class:`SimConfig` (validated again here).
@@ -713,29 +736,44 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
     Returns:
       :class:`SweepResult` with metrics of shape ``(method, rho, seed, step)``.
 
-    Every seed chunk calls the same compiled function (compiled once).
+    Compilation: the training sets and initial parameters are drawn by one compiled
+    sampler per (model, n, d, hidden, noise, dtype), outside the training loop; the training
+    kernel is ``jit(vmap(vmap(scan)))`` over rhos and seeds with the method a *traced*
+    index into ``lax.switch`` over every rule of :data:`linsam.rules.METHODS` and ``lr``,
+    ``rho``, ``lam_last``, ``lam_act`` traced, so every method, every seed chunk and every
+    sweep of the same shapes (model, n, d, hidden, number of rhos, seeds per chunk, record
+    schedule, batch size, dtype) reuse one executable.
     """
     config = config.validate()
-    mixture = config.data.build()
     dtype = jnp.dtype(config.dtype)
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype 'float64' needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
+    mixture = _mixture(config)
     seeds = config.seeds
     chunk = config.seed_chunk or len(seeds)
     chunks = [seeds[i : i + chunk] for i in range(0, len(seeds), chunk)]
     if progress is None:
         progress = len(chunks) > 1
     rhos = jnp.asarray(config.rhos, dtype)
-    static = _static(config, keep_params)
+    ones = jnp.ones_like(rhos)
+    lr = jnp.asarray(config.lr, dtype)
+    data_static, train_static = _data_static(config), _train_static(config, keep_params)
     t0, c0 = time.perf_counter(), time.process_time()
     outs = []
-    for ci, ch in enumerate(chunks):
-        keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(ch))
-        if len(ch) < chunk:  # pad the last chunk to the compiled shape
-            keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], chunk - len(ch), axis=0)])
-        res = jax.block_until_ready(_sweep_kernel(keys, rhos, mixture, _hyper(config), static))
-        res = jax.tree_util.tree_map(lambda a: np.asarray(a), res)
-        outs.append((res, len(ch)))
+    for ch in chunks:
+        ds, params0, k_sgd = _seed_data(_keys(ch, chunk), mixture, jnp.asarray(config.init_scale, dtype), data_static)
+        per_method, per_method_params = [], []
+        for method in config.methods:
+            scale = rhos if (method == "jreg_fixed" and config.lam_scale_by_rho) else ones
+            ms, ps = _train_kernel(params0, ds.X, ds.noisy, ds.mask, k_sgd, mixture,
+                                   jnp.asarray(METHOD_ORDER.index(method), jnp.int32), rhos, lr,
+                                   config.lam_last * scale, config.lam_act * scale, train_static)
+            per_method.append({k: np.asarray(v) for k, v in ms.items()})  # (rho, seed, T)
+            if keep_params:
+                per_method_params.append(jax.tree_util.tree_map(np.asarray, ps))
+        metrics = {k: np.stack([m[k] for m in per_method]) for k in per_method[0]}
+        params = jax.tree_util.tree_map(lambda *a: np.stack(a), *per_method_params) if keep_params else None
+        outs.append(((metrics, params, np.asarray(ds.rate)), len(ch)))
         if progress:
             done = sum(c for _, c in outs)
             el = time.perf_counter() - t0
@@ -762,7 +800,7 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
         axes=axes,
         metrics=metrics,
         noise_rate=noise_rate,
-        bayes_acc=float(mixture.bayes_accuracy()),
+        bayes_acc=float(config.data.build().bayes_accuracy()),
         elapsed_s=elapsed,
         cpu_s=cpu,
         params=params,

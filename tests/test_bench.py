@@ -67,7 +67,8 @@ def test_report_sections_in_order(tiny):
 
 def test_machine_is_described(tiny):
     text = tiny[0]["text"]
-    for label in ("| CPU |", "| cores |", "| memory |", "| JAX |", "| JAX backend |", "load average", "at end"):
+    for label in ("| CPU |", "| cores |", "| memory |", "| JAX |", "| JAX backend |", "load average", "at end",
+                  "other processes during the run"):
         assert label in text, label
 
 
@@ -152,3 +153,11 @@ def test_python_dash_m_bench_help():
     )
     assert proc.returncode == 0, proc.stderr
     assert "--tiny" in proc.stdout and "--out" in proc.stdout
+
+
+def test_busy_machine_is_flagged():
+    assert benchmark._busy(None, 2) == "" and benchmark._busy(0.1, 2) == ""
+    assert "1.50 of 2 cores" in benchmark._busy(1.5, 2)
+    a, b = benchmark._cpu_seconds(), benchmark._cpu_seconds()
+    other = benchmark.other_cpu(a, b, 1.0)
+    assert other is None or other >= 0.0

@@ -120,6 +120,25 @@ def test_metrics_match_their_definitions(getkey):
     assert np.all(np.isnan(res0.metrics["train_acc_noisy"])) and np.all(np.isfinite(res0.metrics["loss_clean"]))
 
 
+@pytest.mark.parametrize("form", ["primal", "dual"])
+def test_custom_metrics_see_the_weights(form, getkey):
+    """A metrics function reading state.w gets the weights at the record step (the dual form
+    rebuilds them only then), and state.w_norm (from the Gram matrix in the dual form) is ||w||."""
+    X, t, _ = problem(getkey(), n=20, d=30)
+    w0 = 0.5 * jax.random.normal(getkey(), (30,))
+
+    def metrics(state, data, rho):
+        return dict(norm_from_w=jnp.linalg.norm(state.w), w_norm=state.w_norm, w0=state.w[0],
+                    logit_err=jnp.max(jnp.abs(state.logits - data.X @ state.w)))
+
+    res = fs.logreg_sweep(X, t, [0.0, 0.6], lr=0.9, steps=24, record_every=6, w0=w0, form=form, metrics_fn=metrics)
+    np.testing.assert_allclose(res.metrics["w_norm"], res.metrics["norm_from_w"], rtol=RTOL)
+    assert np.max(res.metrics["logit_err"]) <= 1e-12
+    for r, rho in enumerate((0.0, 0.6)):
+        ref = core_loop(w0, X, t, rho, 0.9, 24, 6)
+        assert rel(res.metrics["w0"][r], ref[:, 0]) <= RTOL, f"{form}: w at the record steps"
+
+
 def test_zero_gradient_and_zero_inputs_never_nan(getkey):
     """Huge margins (sigmoid(-z) == 0: the core's eps = 0 convention) and x = 0 rows."""
     X, t, noisy = problem(getkey(), n=12, d=6)

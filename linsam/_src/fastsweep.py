@@ -32,7 +32,8 @@ logits follow :math:`M_{k+1} = M_k + \frac{\eta}{n} K C_k` with the Gram matrix
 :math:`K = X X^\top \in \mathbb R^{n\times n}` (computed once). A step costs
 :math:`2n^2R` flops and reads :math:`n^2` numbers instead of :math:`4ndR` and :math:`2nd`;
 the logits :math:`M` are carried, and :math:`W` is rebuilt (:math:`X^\top A`, one pass over
-:math:`X`) only at record steps. Same trajectory as the primal form up to float rounding
+:math:`X`) at the end, and at record steps only for metrics that read it (:math:`\|w\|`
+comes from :math:`K`). Same trajectory as the primal form up to float rounding
 (:math:`M` and :math:`XW` differ by a random walk of rounding errors, about
 :math:`\sqrt{\text{steps}}` ulps); cheaper when :math:`n < 2d` (``form="auto"`` picks by the
 flop count, :func:`flops_per_step`).
@@ -64,6 +65,7 @@ __all__ = [
     "SHARD_AXES",
     "SweepData",
     "SweepPlan",
+    "RunState",
     "FastSweepResult",
     "default_metrics",
     "flops_per_step",
@@ -133,6 +135,22 @@ class FastSweepResult(NamedTuple):
     seed_block: int
 
 
+class RunState(NamedTuple):
+    r"""One run at a record step, as a metrics function sees it.
+
+    Attributes:
+      w: ``(d,)`` weights. In the dual form it is rebuilt from :math:`X^\top A` (a pass over
+        :math:`X`) only if the metrics use it: XLA drops the work otherwise.
+      logits: ``(n,)`` :math:`X w` (carried by the sweep; no extra pass).
+      w_norm: :math:`\|w\|` (in the dual form from the Gram matrix:
+        :math:`\|w_0\|^2 + 2s\langle Xw_0, A\rangle + s^2 A^\top K A`, :math:`s = \eta/n`).
+    """
+
+    w: Any
+    logits: Any
+    w_norm: Any
+
+
 # ----------------------------------------------------------------------------- cost model
 
 
@@ -150,7 +168,8 @@ def flops_per_step(n: int, d: int, R: int, record_every: int, form: str = "prima
     logits at a record step, amortised over ``k = record_every``; the training logits are
     carried from the step).
     dual: :math:`2n^2R` (:math:`K C`) :math:`+ 4nR` (updates of M and A)
-    :math:`+ (2nd + 2d + 2md)R/k` (rebuilding W at a record).
+    :math:`+ 2n^2R/k` (:math:`KA` for :math:`\|w\|` at a record) :math:`+ (2nd + 2md)R/k`
+    with a test set (rebuilding W for the test logits).
     Element-wise work (:math:`\sigma`, masks; about :math:`10nR`) is not counted; the
     one-off :math:`XW_0` and Gram matrix :math:`2n^2d` are not either.
     """
@@ -158,7 +177,8 @@ def flops_per_step(n: int, d: int, R: int, record_every: int, form: str = "prima
     if form == "primal":
         return 4.0 * n * d * R + 2.0 * d * R + 2.0 * m_test * d * R / k
     if form == "dual":
-        return 2.0 * n * n * R + 4.0 * n * R + (2.0 * n * d + 2.0 * d + 2.0 * m_test * d) * R / k
+        rebuild = (2.0 * n * d + 2.0 * m_test * d) if m_test else 0.0
+        return 2.0 * n * n * R + 4.0 * n * R + (2.0 * n * n + rebuild) * R / k
     raise ValueError(f"form must be 'primal' or 'dual', got {form!r}")
 
 
@@ -168,14 +188,14 @@ def bytes_per_step(n: int, d: int, R: int, record_every: int, itemsize: int, for
     primal: :math:`X` read twice (:math:`X^\top C`, then :math:`XW`), :math:`W` read twice
     and written once: :math:`(2nd + 3dR)\,s` (``s = itemsize``).
     dual: :math:`K` read once, :math:`M, A` read and written: :math:`(n^2 + 4nR)\,s`, plus
-    one read of :math:`X` per record (:math:`nd\,s/k`).
-    The (n, R) temporaries are assumed to stay in cache; a test set adds :math:`md\,s/k`.
+    :math:`K` once more per record (:math:`n^2 s/k`).
+    The (n, R) temporaries are assumed to stay in cache; a test set adds :math:`(n + m)d\,s/k`.
     """
     k, s = record_every, itemsize
     if form == "primal":
         return (2.0 * n * d + 3.0 * d * R) * s
     if form == "dual":
-        return (1.0 * n * n + 4.0 * n * R + n * d / k) * s
+        return (1.0 * n * n + 4.0 * n * R + n * n / k) * s
     raise ValueError(f"form must be 'primal' or 'dual', got {form!r}")
 
 
@@ -204,12 +224,11 @@ def method_rho_grid(methods, rhos) -> tuple[np.ndarray, list[tuple[str, float]]]
 # ----------------------------------------------------------------------------- metrics
 
 
-def default_metrics(w, logits, data: SweepData, rho) -> dict:
+def default_metrics(state: RunState, data: SweepData, rho) -> dict:
     r"""Metrics of one run at one record step (pure JAX; vmapped over runs and seeds).
 
     Args:
-      w: ``(d,)`` weights.
-      logits: ``(n,)`` :math:`X w` (already computed by the sweep).
+      state: :class:`RunState` (weights, logits :math:`Xw`, :math:`\|w\|`).
       data: one dataset (:class:`SweepData`, no seed axis).
       rho: the run's radius (scalar).
 
@@ -224,23 +243,28 @@ def default_metrics(w, logits, data: SweepData, rho) -> dict:
     """
     X, t = data.X, data.t
     dt = X.dtype
-    z = t * logits
+    z = t * state.logits
     correct = (z > 0).astype(dt) + 0.5 * (z == 0).astype(dt)
     loss = jax.nn.softplus(-z)
-    out = dict(w_norm=jnp.linalg.norm(w))
+    out = dict(w_norm=state.w_norm)  # not from state.w: the dual form then never rebuilds w
     if data.noisy is None:
         out.update(loss=jnp.mean(loss), train_acc=jnp.mean(correct))
     else:
-        # every group mean in one small product: (n, 3 groups)^T (n, 4 quantities)
+        # the group means of 4 per-example quantities as masked sums (a small matrix product
+        # here is several times slower on XLA:CPU)
         xn = jnp.linalg.norm(X, axis=1) if data.x_norm is None else data.x_norm
         s = jax.nn.sigmoid(-z)
         C = jnp.where((s > 0) & (xn > 0), rho * xn, 0.0)
         per_example = jnp.stack([correct, loss, s * xn, jax.nn.sigmoid(-z + C) * xn], axis=1)
-        noisy = data.noisy.astype(dt)
-        groups = jnp.stack([jnp.ones_like(noisy), 1.0 - noisy, noisy], axis=1)
-        counts = jnp.sum(groups, axis=0)
-        means = (groups.T @ per_example) / jnp.where(counts > 0, counts, 1.0)[:, None]
-        means = jnp.where(counts[:, None] > 0, means, jnp.nan)  # (all, clean, noisy) x quantities
+        noisy = data.noisy[:, None]
+        sums = jnp.stack([
+            jnp.sum(per_example, axis=0),
+            jnp.sum(jnp.where(noisy, 0.0, per_example), axis=0),
+            jnp.sum(jnp.where(noisy, per_example, 0.0), axis=0),
+        ])  # (all, clean, noisy) x quantities
+        n_noisy = jnp.sum(data.noisy).astype(dt)
+        counts = jnp.stack([jnp.asarray(z.shape[0], dt), z.shape[0] - n_noisy, n_noisy])
+        means = jnp.where(counts[:, None] > 0, sums / jnp.where(counts > 0, counts, 1.0)[:, None], jnp.nan)
         (acc, acc_c, acc_n), (ls, ls_c, ls_n), (_, gn_c, gn_n), (_, sg_c, sg_n) = means.T
         out.update(
             loss=ls, train_acc=acc, train_acc_clean=acc_c, train_acc_noisy=acc_n, loss_clean=ls_c, loss_noisy=ls_n,
@@ -248,7 +272,7 @@ def default_metrics(w, logits, data: SweepData, rho) -> dict:
             sam_grad_norm_clean=sg_c, sam_grad_norm_noisy=sg_n, sam_grad_norm_ratio=sg_c / sg_n,
         )
     if data.X_test is not None:
-        zt = data.t_test * (data.X_test @ w)
+        zt = data.t_test * (data.X_test @ state.w)
         out["test_acc"] = jnp.mean((zt > 0).astype(dt) + 0.5 * (zt == 0).astype(dt))
     return {k: jnp.asarray(v, dt) for k, v in out.items()}
 
@@ -263,8 +287,9 @@ def _coefficients(M, t, C0, xpos):
     return t[:, None] * jax.nn.sigmoid(-z + jnp.where(active, C0, 0.0))
 
 
-def _record(metrics_fn, W, M, data, rho):
-    return jax.vmap(metrics_fn, in_axes=(1, 1, None, 0))(W, M, data, rho)
+def _record(metrics_fn, W, M, wn, data, rho):
+    one = lambda w, m, a, r: metrics_fn(RunState(w, m, a), data, r)  # noqa: E731
+    return jax.vmap(one, in_axes=(1, 1, 0, 0))(W, M, wn, rho)
 
 
 # Both products contract the contiguous axis of their big operand: logits X W with X (n, d)
@@ -280,12 +305,14 @@ def _grad(XT, C):
 
 
 def _trajectory(data: SweepData, XT, W0, rho, lr, *, form, steps, record_every, metrics_fn):
-    """One dataset, ``R`` runs: ``XT`` ``(d, n)`` (= X^T, stored), ``W0`` ``(R, d)``,
+    r"""One dataset, ``R`` runs: ``XT`` ``(d, n)`` (= X^T, stored), ``W0`` ``(R, d)``,
     ``rho``/``lr`` ``(R,)`` -> (final W ``(R, d)``, metrics name -> ``(R, T)``).
 
     Both forms carry the logits :math:`M = XW` from step to step, so a record step costs no
-    extra pass over :math:`X` in the primal form and one (:math:`X^\top A`, rebuilding
-    :math:`W`) in the dual form."""
+    extra pass over :math:`X`. The dual form carries :math:`A = \sum_k C_k` (cumulative) and
+    rebuilds :math:`W = W_0 + \frac{\eta}{n}X^\top A` at the end, and at a record step only
+    if the metrics read ``state.w`` (XLA removes it otherwise); :math:`\|w\|` comes from
+    :math:`K`."""
     X, t = data.X, data.t
     n = X.shape[0]
     xn = jnp.linalg.norm(X, axis=1)
@@ -308,24 +335,32 @@ def _trajectory(data: SweepData, XT, W0, rho, lr, *, form, steps, record_every, 
             return W, _logits(X, W)
 
         def block(carry, b):
-            carry = lax.fori_loop(0, length(b), step, carry)
-            return carry, _record(metrics_fn, *carry, data, rho)
+            W, M = lax.fori_loop(0, length(b), step, carry)
+            return (W, M), _record(metrics_fn, W, M, jnp.linalg.norm(W, axis=0), data, rho)
+
+        (W, _), ms = lax.scan(block, (W0, M0), jnp.arange(steps // k + 1))
 
     else:
         K = X @ XT
+        w0_sq = jnp.sum(W0 * W0, axis=0)
 
         def step(_, carry):
             M, A = carry
             C = _coefficients(M, t, C0, xpos)
             return M + scale * (K @ C), A + C
 
-        def block(carry, b):
-            W, M = carry
-            M, A = lax.fori_loop(0, length(b), step, (M, jnp.zeros_like(M)))
-            W = W + scale * _grad(XT, A)
-            return (W, M), _record(metrics_fn, W, M, data, rho)
+        def rebuild(A):
+            return W0 + scale * _grad(XT, A)
 
-    (W, _), ms = lax.scan(block, (W0, M0), jnp.arange(steps // k + 1))
+        def block(carry, b):
+            M, A = lax.fori_loop(0, length(b), step, carry)
+            # ||W0 + s X^T A||^2 from the Gram matrix; W itself only if the metrics read it
+            w_sq = w0_sq + 2.0 * scale[0] * jnp.sum(M0 * A, axis=0) + scale[0] ** 2 * jnp.sum(A * (K @ A), axis=0)
+            wn = jnp.sqrt(jnp.maximum(w_sq, 0.0))
+            return (M, A), _record(metrics_fn, rebuild(A), M, wn, data, rho)
+
+        (_, A), ms = lax.scan(block, (M0, jnp.zeros_like(M0)), jnp.arange(steps // k + 1))
+        W = rebuild(A)
     return W.T, {name: v.T for name, v in ms.items()}
 
 
@@ -667,7 +702,7 @@ def plan_sweep(
         validate.check_positive_int(seed_block, "seed_block")
     validate.check_method(precision, PRECISIONS, "precision")
     if metrics_fn is not None and not callable(metrics_fn):
-        raise ValueError("metrics_fn must be callable: metrics_fn(w, logits, data, rho) -> dict of scalars")
+        raise ValueError("metrics_fn must be callable: metrics_fn(state: RunState, data, rho) -> dict of scalars")
     dtype = _resolve_dtype(dtype, X)
 
     # ---- initial weights: (d,), (S, d), (R, d) or (S, R, d) -> (S, R, d) ---------
@@ -747,8 +782,8 @@ def logreg_sweep(X, t, rho, *, lr, steps: int, record_every: int = 10, **kwargs)
       form: ``"primal"`` (GEMMs on X), ``"dual"`` (Gram matrix; see the module docstring)
         or ``"auto"`` (fewer flops).
       dtype: ``"float32"`` or ``"float64"``; default X's dtype.
-      metrics_fn: ``metrics_fn(w (d,), logits (n,), data: SweepData, rho) -> dict`` of
-        scalars, for one run (vmapped); default :func:`default_metrics`.
+      metrics_fn: ``metrics_fn(state: RunState, data: SweepData, rho) -> dict`` of scalars,
+        for one run at a record step (vmapped); default :func:`default_metrics`.
       seed_block: datasets vmapped together inside one device, each group run for the
         whole trajectory before the next (``lax.map``). Default (None):
         :func:`auto_seed_block`: on CPU a group whose data fit in half the last-level cache

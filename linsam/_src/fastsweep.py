@@ -492,11 +492,8 @@ def shard_run_axis(fn: Callable, *, in_axes=0, out_axes=0, mesh: Mesh | None = N
     >>> sweep = shard_run_axis(jax.vmap(run_one, in_axes=(None, 0)), in_axes=(None, 0))
     >>> out = sweep(X, rhos)   # rhos split across jax.devices()  # doctest: +SKIP
 
-    For :func:`linsam.simulate`'s kernel (seed keys on axis 0 in, seed axis 2 of its
-    ``(method, rho, seed, T)`` outputs)::
-
-        shard_run_axis(lambda keys, rhos, mix: _sweep_kernel(keys, rhos, mix, static),
-                       in_axes=(0, None, None), out_axes=(2, 2, 0))
+    ``linsam.fastsweep.logreg_sweep`` shards its run axis through this function
+    (``shard="auto"``). ``linsam.simulate`` does not shard yet: its sweeps run on one device.
     """
     mesh = run_mesh(devices) if mesh is None else mesh
     if len(mesh.axis_names) != 1:

@@ -32,12 +32,13 @@ import os
 import platform
 import resource
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from linsam._src.atomic import write_text_atomic
 
 TARGET_ROOFLINE = 0.60
 TARGET_NUMPY_SPEEDUP = 10.0
@@ -828,19 +829,7 @@ def render(res: dict) -> str:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, text)
 
 
 def _say(msg: str) -> None:

@@ -40,7 +40,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import tomllib
 from collections.abc import Mapping
@@ -63,6 +62,7 @@ from linsam._src.data import (
     _population_accuracy,
     _sample_binary,
 )
+from linsam._src.atomic import write_atomic
 from linsam._src.rules import METHODS
 from linsam._src.validate import check_method, check_nonnegative, check_positive, check_positive_int, check_rho
 
@@ -672,17 +672,7 @@ class SweepResult:
 
 
 def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, write)
 
 
 # ----------------------------------------------------------------------------- public entry points

@@ -350,16 +350,16 @@ def direction(
     lam_act=0.0,
     chunk_size: int | None = None,
 ):
-    """Dispatch by method name (one of :data:`METHODS`)."""
+    """Dispatch by method name (one of :data:`METHODS`), validating the inputs first."""
     validate.check_method(method, METHODS)
-    if method == "gd":
-        return gd(model, params, X, t)
-    if method == "nsam":
-        return nsam(model, params, X, t, rho)
+    _validate(model, params, X, t, rho if method in SAM_METHODS else None)
     if method == "jreg_fixed":
-        return jreg_fixed(model, params, X, t, lam_last=lam_last, lam_act=lam_act)
-    fn = {"one_sam": one_sam, "lsam": lsam, "jsam": jsam, "jreg": jreg}[method]
-    return fn(model, params, X, t, rho, chunk_size=chunk_size)
+        validate.check_nonnegative(lam_last, "lam_last")
+        validate.check_nonnegative(lam_act, "lam_act")
+    validate.check_chunk_size(chunk_size, np.shape(X)[0])
+    return unvalidated_direction(
+        method, model, params, X, t, rho=rho, lam_last=lam_last, lam_act=lam_act, chunk_size=chunk_size
+    )
 
 
 def unvalidated_direction(method: str, model: Model, params, X, t, *, rho=0.0, lam_last=0.0, lam_act=0.0, chunk_size=None):

@@ -101,10 +101,6 @@ def tree_scale(c, a):
     return jax.tree_util.tree_map(lambda x: c * x, a)
 
 
-def tree_vdot(a, b):
-    return sum(jnp.vdot(x, y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
-
-
 def _tree_maxabs(a):
     return jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree_util.tree_leaves(a)]))
 

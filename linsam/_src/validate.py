@@ -8,7 +8,6 @@ boundary and unvalidated kernels in hot loops.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -138,8 +137,3 @@ def check_chunk_size(chunk_size: Any, n: int) -> None:
         return
     check_positive_int(chunk_size, "chunk_size")
 
-
-def finite_or_raise(value: float, name: str) -> float:
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value

@@ -2,7 +2,7 @@ r"""Figures F1..F7: analytic predictions (lines) over measurements (markers), me
 
 One module per figure. Each has ``ID``, ``TITLE``, ``compute(ctx, cfg) -> dict`` (the numbers,
 from library functions: :mod:`linsam.logreg`, :mod:`linsam.simulate` sweeps through the shared
-:class:`paper_checks.Context` cache, :mod:`paper_checks.measure` for autodiff measurements),
+:class:`paper_checks.Context` cache, :mod:`reproduction.measure` for autodiff measurements),
 ``draw(data, cfg) -> matplotlib Figure`` (drawing only) and ``caption(data, cfg) -> str``.
 Settings: ``linsam/configs/paper/figures_fk.toml`` (modes tiny / quick / full; the tiny mode is
 what the test suite draws).

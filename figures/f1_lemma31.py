@@ -4,7 +4,7 @@ Lines: :math:`g(z) = \sigma(-z + C)/\sigma(-z)` (:func:`linsam.logreg.one_sam_we
 closed form proved by derivation D2). Dots: the weight *measured* by autodiff on a random
 logistic-regression problem with inputs of norm 1 (so :math:`C = \rho`):
 :math:`\|\nabla\ell_i(w + \epsilon_i)\|/\|\nabla\ell_i(w)\|` with the per-example 1-SAM
-perturbation (:func:`paper_checks.measure.one_sam_weights_autodiff`). Dashed: the limits 1 and
+perturbation (:func:`reproduction.measure.one_sam_weights_autodiff`). Dashed: the limits 1 and
 :math:`e^C`.
 """
 
@@ -35,7 +35,7 @@ def compute(ctx, cfg: dict) -> dict:
     import jax.numpy as jnp
 
     from linsam import logreg
-    from paper_checks.measure import one_sam_weights_autodiff
+    from reproduction.measure import one_sam_weights_autodiff
 
     Cs = [float(c) for c in cfg["C_values"]]
     z = np.linspace(cfg["z_min"], cfg["z_max"], int(cfg["num_z"]))

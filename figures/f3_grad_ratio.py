@@ -8,7 +8,7 @@ Lines (predicted from the state's margins): the Lemma 3.1 prediction
 :math:`\|\nabla\ell_i(w+\epsilon_i)\| = \sigma(-z_i + \rho\|x_i\|)\|x_i\|`
 (:func:`linsam.theory.clean_noisy_grad_ratio` on the margins :func:`linsam.theory.logreg_margins`
 of the recorded weights), mean over seeds with a 95% band. Markers (measured): the same ratio from per-example gradients computed by
-``jax.grad`` at :math:`w_k` and at the 1-SAM point (:mod:`paper_checks.measure`), on the
+``jax.grad`` at :math:`w_k` and at the 1-SAM point (:mod:`reproduction.measure`), on the
 recorded parameters, mean over seeds. Larger rho: slower decay (claim C3).
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from figures._style import mean_band, new_figure, rho_colors, step_axis
 from linsam import logreg, theory
-from paper_checks.measure import clean_noisy_ratio, sam_grad_norms_autodiff
+from reproduction.measure import clean_noisy_ratio, sam_grad_norms_autodiff
 
 ID = "F3"
 NAME = "grad_ratio"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from figures._style import METHOD_COLORS, mean_band, new_figure, step_axis
-from paper_checks._result import mean_ci
+from reproduction._result import mean_ci
 
 ID = "F4"
 NAME = "train_accuracy"

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from figures._style import new_figure, rho_colors
-from paper_checks._result import mean_ci
-from paper_checks._sweepstats import peak
+from reproduction._result import mean_ci
+from reproduction._sweepstats import peak
 
 ID = "F7"
 NAME = "noise_types"

@@ -31,8 +31,8 @@ from __future__ import annotations
 import importlib
 import time
 
-from paper_checks._result import FAILS, HOLDS, NOT_RUN, VERDICTS, ClaimResult, ClaimSpec
-from paper_checks.context import Context
+from reproduction._result import FAILS, HOLDS, NOT_RUN, VERDICTS, ClaimResult, ClaimSpec
+from reproduction.context import Context
 
 __all__ = ["CLAIMS", "Context", "ClaimResult", "ClaimSpec", "HOLDS", "FAILS", "NOT_RUN", "VERDICTS", "module",
            "run_claim", "run_all", "evaluate"]

@@ -2,7 +2,7 @@
 
 Run as ``python -m paper_checks._worker '<json settings>'``; prints one JSON line
 ``{"derivations": [...], "derivations_s": .., "c2": {...}, "c2_s": ..}`` on stdout.
-(:class:`paper_checks.context.Context` starts it so that this CPU-bound, JAX-free-ish work
+(:class:`reproduction.context.Context` starts it so that this CPU-bound, JAX-free-ish work
 overlaps the sweeps' compilation in the main process.)
 """
 
@@ -16,7 +16,7 @@ import time
 def main(argv: list[str]) -> int:
     settings = json.loads(argv[0]) if argv else {}
     from paper_checks import c2_closed_vs_autodiff as c2
-    from paper_checks.context import run_derivations
+    from reproduction.context import run_derivations
 
     t0 = time.perf_counter()
     c2_out = c2.compare(settings.get("c2", {}))

@@ -13,7 +13,7 @@ Measured three ways:
    shifts C is non-decreasing in z (no step down beyond rounding, ``mono_tol``), stays in
    :math:`[1, e^C]`, and reaches both limits;
 3. autodiff: the weight measured by ``jax.grad`` at :math:`w` and at :math:`w + \epsilon_i`
-   (:func:`paper_checks.measure.one_sam_weights_autodiff`) equals the closed form
+   (:func:`reproduction.measure.one_sam_weights_autodiff`) equals the closed form
    :func:`linsam.logreg.per_example_weights` and the function lambdified from D2's proved
    expression (relative error <= ``tol``).
 """
@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from paper_checks._result import FAILS, HOLDS, ClaimResult, ClaimSpec
+from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec
 
 SPEC = ClaimSpec(
     id="C1",
@@ -67,7 +67,7 @@ def autodiff_agreement(cfg: dict) -> dict:
 
     from derivations import d2_lemma31
     from linsam import logreg
-    from paper_checks.measure import one_sam_weights_autodiff
+    from reproduction.measure import one_sam_weights_autodiff
 
     n, d = int(cfg.get("n", 64)), int(cfg.get("d", 5))
     rhos = [float(r) for r in cfg.get("rhos", [0.1, 1.0, 3.0])]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from paper_checks._result import FAILS, HOLDS, ClaimResult, ClaimSpec
+from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec
 
 SPEC = ClaimSpec(
     id="C2",

@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from paper_checks._result import FAILS, HOLDS, ClaimResult, ClaimSpec, fmt_ci, mean_ci
-from paper_checks._sweepstats import at_step, regime_text
+from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec, fmt_ci, mean_ci
+from reproduction._sweepstats import at_step, regime_text
 
 SPEC = ClaimSpec(
     id="C3",

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_checks._result import FAILS, HOLDS, ClaimResult, ClaimSpec, fmt_pct_ci, mean_ci
-from paper_checks._sweepstats import peak, regime_text
+from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec, fmt_pct_ci, mean_ci
+from reproduction._sweepstats import peak, regime_text
 
 SPEC = ClaimSpec(
     id="C4",

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_checks._result import (FAILS, HOLDS, ClaimResult, ClaimSpec, bootstrap_ci, fmt_ci, fmt_pct_ci, mean_ci,
+from reproduction._result import (FAILS, HOLDS, ClaimResult, ClaimSpec, bootstrap_ci, fmt_ci, fmt_pct_ci, mean_ci,
                                   ratio_of_means)
-from paper_checks._sweepstats import at_step, peak, regime_text
+from reproduction._sweepstats import at_step, peak, regime_text
 
 SPEC = ClaimSpec(
     id="C5",

@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
-from paper_checks._result import FAILS, HOLDS, ClaimResult, ClaimSpec, mean_ci
-from paper_checks._sweepstats import at_step, regime_text
+from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec, mean_ci
+from reproduction._sweepstats import at_step, regime_text
 
 SPEC = ClaimSpec(
     id="C6",

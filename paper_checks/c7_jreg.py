@@ -8,7 +8,7 @@ Two regularisers, both from Proposition 4.1:
 - ``jreg_fixed`` (the paper's "cheaper regulariser"): SGD + the gradient of
   :math:`\frac{\lambda_{\rm last}}2\|v\|^2 + \frac{\lambda_{\rm act}}{2}\mathrm{mean}_i\|Wx_i\|^2`
   with the Proposition 4.1 coefficients frozen at initialisation
-  (:func:`paper_checks.context.prop41_coefficients`; the numbers are in the sweep config).
+  (:func:`reproduction.context.prop41_coefficients`; the numbers are in the sweep config).
 
 Statistic: fraction of 1-SAM's best-test-accuracy gain over SGD (as in C5, paired bootstrap
 95% CI). Holds iff the fraction recovered by ``jreg_fixed`` has its CI above ``min_fraction``
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from paper_checks._result import FAILS, HOLDS, ClaimResult, ClaimSpec, bootstrap_ci, fmt_ci, fmt_pct_ci, mean_ci, \
+from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec, bootstrap_ci, fmt_ci, fmt_pct_ci, mean_ci, \
     ratio_of_means
-from paper_checks._sweepstats import regime_text
+from reproduction._sweepstats import regime_text
 from paper_checks.c5_dln_jacobian import method_gains
 
 SPEC = ClaimSpec(

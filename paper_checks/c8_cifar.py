@@ -19,7 +19,7 @@ import json
 import math
 from pathlib import Path
 
-from paper_checks._result import FAILS, HOLDS, NOT_RUN, ClaimResult, ClaimSpec
+from reproduction._result import FAILS, HOLDS, NOT_RUN, ClaimResult, ClaimSpec
 
 SPEC = ClaimSpec(
     id="C8",

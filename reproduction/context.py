@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from paper_checks import _config
+from reproduction import _config
 
 __all__ = ["Context", "SEED_STRIDE"]
 

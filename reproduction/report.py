@@ -17,7 +17,7 @@ from typing import Any
 
 import linsam
 from linsam._src.atomic import write_text_atomic
-from paper_checks._result import FAILS, HOLDS, NOT_RUN, ClaimResult, _jsonable
+from reproduction._result import FAILS, HOLDS, NOT_RUN, ClaimResult, _jsonable
 
 __all__ = ["Run", "write_atomic", "claims_table", "render_markdown", "write_report"]
 

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 import paper_checks
-from paper_checks import _config, _result
-from paper_checks._result import FAILS, HOLDS, NOT_RUN
+from reproduction import _config
+from reproduction import _result
+from reproduction._result import FAILS, HOLDS, NOT_RUN
 
 RNG = np.random.default_rng(0)
 
@@ -282,7 +283,7 @@ def test_user_settings_override_and_unknown_keys_are_refused(tmp_path):
 
 
 def test_context_seed_shifts_every_sweep():
-    from paper_checks.context import SEED_STRIDE
+    from reproduction.context import SEED_STRIDE
 
     base = paper_checks.Context(mode="tiny").sweep_config("reproduce_linear_tiny")
     shifted = paper_checks.Context(mode="tiny", seed=2).sweep_config("reproduce_linear_tiny")
@@ -296,7 +297,7 @@ def test_context_seed_shifts_every_sweep():
 def test_shipped_jreg_fixed_coefficients_are_prop41_at_init(mode):
     from linsam import simulate
 
-    from paper_checks.context import prop41_coefficients
+    from reproduction.context import prop41_coefficients
 
     cfg = simulate.load_config(f"reproduce_dln_{mode}")
     with jax.enable_x64(False):  # as `linsam reproduce` runs (float32 arithmetic; the draws do not depend on the flag)

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from linsam import cli
-from paper_checks.report import Run, write_report
+from reproduction.report import Run, write_report
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_report_escapes_pipes_and_is_written_atomically(tmp_path, monkeypatch):
     text = md.read_text()
     assert "claim \\| with pipe" in text and "\\|\\|v\\|\\| down" in text
     before = js.read_text()
-    import paper_checks.report as report
+    import reproduction.report as report
 
     monkeypatch.setattr(report, "to_json", lambda run: {"x": float("nan")})  # cannot be encoded
     with pytest.raises(ValueError):

@@ -15,12 +15,12 @@ import linsam
 
 # Modules providing subcommands (each has ``register(subparsers)``).
 SUBCOMMAND_MODULES = (
-    "linsam._src.cli_demo",
-    "linsam._src.cli_derive",
-    "linsam._src.cli_simulate",
-    "linsam._src.cli_reproduce",
+    "linsam.cli.demo",
+    "linsam.cli.derive",
+    "linsam.cli.simulate",
+    "linsam.cli.reproduce",
     "linsam._src.cli_cifar",
-    "linsam._src.cli_bench",
+    "linsam.cli.bench",
 )
 
 

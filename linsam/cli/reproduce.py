@@ -125,7 +125,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
     say = _Progress(args.quiet)
     try:
         import paper_checks
-        from paper_checks.report import Run, write_report
+        from reproduction.report import Run, write_report
 
         ctx = _context(args, [], say)
         plan = ctx.settings("reproduce", "reproduce")
@@ -196,7 +196,7 @@ def run_check(args: argparse.Namespace) -> int:
     claims = [results[c] for c in ids]
     _print_table(claims)
     if args.out:
-        from paper_checks.report import Run, write_report
+        from reproduction.report import Run, write_report
 
         ders = ctx.derivations() if ctx._derivations is not None else []
         run = Run(mode=ctx.mode, seed=ctx.seed, claims=claims, derivations=ders, figures=[], sweeps=ctx.sweeps_run(),

@@ -99,7 +99,7 @@ def _print_summary(res) -> None:
 
 
 def _regimes(args) -> int:
-    from linsam._src import regimes
+    from reproduction import regimes
     from linsam._src import simulate as sim
 
     results = Path(args.results)

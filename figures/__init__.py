@@ -1,10 +1,10 @@
-r"""Figures F1..F7: analytic predictions (lines) over measurements (markers), mean with a band over seeds.
+r"""Figures F1..F7, F9: analytic predictions (lines) over measurements (markers), mean with a band over seeds.
 
 One module per figure. Each has ``ID``, ``TITLE``, ``compute(ctx, cfg) -> dict`` (the numbers,
 from library functions: :mod:`linsam.logreg`, :mod:`linsam.simulate` sweeps through the shared
-:class:`paper_checks.Context` cache, :mod:`reproduction.measure` for autodiff measurements),
+:class:`reproduction.Context` cache, :mod:`reproduction.measure` for autodiff measurements),
 ``draw(data, cfg) -> matplotlib Figure`` (drawing only) and ``caption(data, cfg) -> str``.
-Settings: ``linsam/configs/paper/figures_fk.toml`` (modes tiny / quick / full; the tiny mode is
+Settings: the ``[Fk]`` entries of ``linsam/configs/paper/figures.toml`` (modes tiny / quick / full; the tiny mode is
 what the test suite draws).
 
 ====  ==========================================================================
@@ -15,7 +15,13 @@ F4    linear: clean and noisy train accuracy vs step (the paper's Figure 1 readi
 F5    DLN: test accuracy vs step for SGD, 1-SAM, L-SAM, J-SAM, J-reg
 F6    DLN: ||v||, mean ||Wx|| and the Prop. 4.1 penalty vs step
 F7    1-SAM's peak-accuracy gain over GD for random and structured noise, with CIs
+F9    the a-priori (DMFT) prediction's error against n at fixed d/n
 ====  ==========================================================================
+
+F2, F3 and F9 draw the a-priori prediction :func:`linsam.theory.predict_curves` (from the
+config alone); :func:`predicted` is its memo, so F2 and F3 share one prediction per
+(config, method, rho). Its options (``num_samples``, ``num_response``, ``max_grid``, ``seed``)
+are each figure's ``predict`` table in ``figures.toml``.
 
 >>> import figures, paper_checks
 >>> out = figures.make("F1", paper_checks.Context(mode="tiny"), "out/figures")   # doctest: +SKIP
@@ -24,11 +30,12 @@ F7    1-SAM's peak-accuracy gain over GD for random and structured noise, with C
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import time
 from pathlib import Path
 
-__all__ = ["FIGURES", "FigureOutput", "module", "make", "make_all"]
+__all__ = ["FIGURES", "FigureOutput", "PREDICT_OPTIONS", "module", "make", "make_all", "predicted"]
 
 #: Figure id -> module name.
 FIGURES = {
@@ -39,7 +46,40 @@ FIGURES = {
     "F5": "f5_dln_accuracy",
     "F6": "f6_dln_norms",
     "F7": "f7_noise_types",
+    "F9": "f9_prediction_error",
 }
+
+#: Options of :func:`linsam.theory.predict_curves` a figure's ``predict`` table may set.
+PREDICT_OPTIONS = ("num_samples", "num_response", "max_grid", "seed")
+
+
+@functools.lru_cache(maxsize=128)
+def _predicted(config, method: str, rho: float, options: tuple) -> dict:
+    import numpy as np
+
+    from linsam.theory import predict_curves
+
+    out = {k: np.array(v, copy=True) for k, v in predict_curves(config, method, rho, **dict(options)).items()}
+    for v in out.values():
+        v.setflags(write=False)  # shared between callers: read-only
+    return out
+
+
+def predicted(config, method: str, rho: float, options: dict | None = None) -> dict:
+    """:func:`linsam.theory.predict_curves` ``(config, method, rho, **options)``, memoised.
+
+    The prediction is a deterministic function of its arguments (its Monte Carlo has a fixed
+    seed), so one computation serves every figure that draws it. GD-like calls are keyed as
+    ``("gd", 0.0)``: ``one_sam`` at rho = 0 is GD. The returned arrays are read-only.
+    """
+    options = dict(options or {})
+    bad = sorted(set(options) - set(PREDICT_OPTIONS))
+    if bad:
+        raise ValueError(f"predict: unknown option(s) {bad}; allowed: {list(PREDICT_OPTIONS)}")
+    rho = float(rho)
+    if method == "gd" or (method == "one_sam" and rho == 0.0):
+        method, rho = "gd", 0.0
+    return _predicted(config, method, rho, tuple(sorted(options.items())))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,10 +17,10 @@ matplotlib.use("Agg")  # files only; never a window
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
 
 import linsam  # noqa: E402
 from linsam._src.atomic import atomic_path  # noqa: E402
+from linsam.stats import mean_ci  # noqa: E402
 
 __all__ = ["OKABE_ITO", "METHOD_COLORS", "METHOD_LABELS", "rho_colors", "new_figure", "mean_band", "save_figure",
            "step_axis"]
@@ -75,14 +75,11 @@ def mean_band(ax, x, Y, *, color, label=None, level: float = 0.95, lw: float = 1
     Y = np.asarray(Y, float)
     if Y.ndim == 1:
         Y = Y[None]
-    n = np.sum(np.isfinite(Y), axis=0)
-    mean = np.nanmean(Y, axis=0)
+    ci = mean_ci(Y, level, axis=0)
+    mean = ci.mean
     ax.plot(x, mean, color=color, lw=lw, ls=ls, label=label, marker=marker, markevery=markevery, zorder=zorder)
     if Y.shape[0] > 1:
-        sd = np.nanstd(Y, axis=0, ddof=1)
-        q = stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1))
-        half = q * sd / np.sqrt(np.maximum(n, 1))
-        lo, hi = mean - half, mean + half
+        lo, hi = (np.where(ci.n > 1, b, np.nan) for b in (ci.lo, ci.hi))  # no band from one seed
         if clip is not None:
             lo, hi = np.clip(lo, *clip), np.clip(hi, *clip)
         ax.fill_between(x, lo, hi, color=color, alpha=alpha, lw=0, zorder=zorder - 1)

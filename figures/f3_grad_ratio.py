@@ -10,13 +10,23 @@ Lines (predicted from the state's margins): the Lemma 3.1 prediction
 of the recorded weights), mean over seeds with a 95% band. Markers (measured): the same ratio from per-example gradients computed by
 ``jax.grad`` at :math:`w_k` and at the 1-SAM point (:mod:`reproduction.measure`), on the
 recorded parameters, mean over seeds. Larger rho: slower decay (claim C3).
+
+Dashed (predicted a priori, from the config alone): the same ratio from
+:func:`linsam.theory.predict_curves` ``(res.config, "one_sam", rho)``, its
+``sam_grad_norm_ratio`` :math:`\mathbb E[\sigma(-z+\rho\|x\|)\|x\|\mid\mathrm{clean}] /
+\mathbb E[\sigma(-z+\rho\|x\|)\|x\|\mid\mathrm{noisy}]` (the ratio of group means, which the
+lines compute per seed; ``grad_norm_ratio`` at rho = 0), with the ``predict`` settings' options.
+Late in training both group means are small and the DMFT's Monte Carlo estimate of their
+ratio is noisy (docs/theory.md).
 """
 
 from __future__ import annotations
 
 import jax
+import matplotlib.patheffects as pe
 import numpy as np
 
+from figures import predicted
 from figures._style import mean_band, new_figure, rho_colors, step_axis
 from linsam import logreg, theory
 from reproduction.measure import clean_noisy_ratio, sam_grad_norms_autodiff
@@ -24,6 +34,8 @@ from reproduction.measure import clean_noisy_ratio, sam_grad_norms_autodiff
 ID = "F3"
 NAME = "grad_ratio"
 TITLE = "Linear model: clean/noisy gradient-norm ratio decays more slowly for larger rho"
+
+_HALO = [pe.Stroke(linewidth=2.6, foreground="white", alpha=0.8), pe.Normal()]  # dashes readable over the band
 
 
 @jax.jit
@@ -58,8 +70,11 @@ def compute(ctx, cfg: dict) -> dict:
         markers.append(_autodiff_ratios(W[:, idx], X, t, mask, jnp.asarray(rho, W.dtype)))
     lines, markers = np.stack(lines), np.stack(markers)  # (rho, seed, T) and (rho, seed, K)
     gap = float(np.nanmax(np.abs(markers - lines[:, :, idx]) / np.abs(lines[:, :, idx])))
+    opts = cfg.get("predict", {})
+    pred = np.stack([np.asarray(predicted(res.config, "one_sam", float(r), opts)["sam_grad_norm_ratio"], float)
+                     for r in rhos])  # (rho, T): a priori, from the config alone
     return dict(steps=steps, rhos=rhos, lines=lines, marker_steps=steps[idx], markers=markers, max_rel_gap=gap,
-                seeds=res.config.num_seeds, name=res.config.name)
+                predicted=pred, predict=dict(opts), seeds=res.config.num_seeds, name=res.config.name)
 
 
 def draw(data: dict, cfg: dict):
@@ -69,9 +84,12 @@ def draw(data: dict, cfg: dict):
     for j, r in enumerate(data["rhos"]):
         lab = "GD (rho = 0)" if r == 0 else f"1-SAM, rho = {r:g}"
         mean_band(ax, data["steps"], data["lines"][j], color=cols[j], label=f"{lab}: predicted from margins")
+        ax.plot(data["steps"], data["predicted"][j], color=cols[j], ls=(0, (4, 2)), lw=1.3, zorder=4,
+                path_effects=_HALO)
         ax.plot(data["marker_steps"], np.nanmean(data["markers"][j], axis=0), "o", color=cols[j], ms=5, mfc="white",
                 mew=1.2, zorder=6)
     ax.plot([], [], "o", color="0.2", mfc="white", mew=1.2, label="measured by autodiff (markers)")
+    ax.plot([], [], color="0.2", ls=(0, (4, 2)), lw=1.3, label="a-priori prediction (DMFT, dashed)")
     step_axis(ax, data["steps"], 5)
     ax.set_ylabel(r"$\mathrm{mean}_{\rm clean}\,\|\nabla\ell_i(w+\epsilon_i)\|\ /\ "
                   r"\mathrm{mean}_{\rm noisy}\,\|\nabla\ell_i(w+\epsilon_i)\|$")
@@ -83,12 +101,16 @@ def draw(data: dict, cfg: dict):
 def caption(data: dict, cfg: dict) -> str:
     k = min(len(data["steps"]) - 1, int(np.searchsorted(data["steps"], cfg.get("caption_step", 10))))
     vals = np.nanmean(data["lines"][:, :, k], axis=1)
+    pred = data["predicted"][:, k]
+    how = ", ".join(f"{kk} = {v}" for kk, v in sorted((data.get("predict") or {}).items())) or "default options"
     return (f"F3. Ratio of the mean per-example gradient norm (at the 1-SAM point), clean over noisy examples, "
             f"against step; lines predicted from the state's margins (closed form), markers measured by autodiff "
-            f"(largest relative gap {data['max_rel_gap']:.1e}). At step {data['steps'][k]} the ratio is "
-            + ", ".join(f"{v:.2f} (rho = {r:g})" for r, v in zip(data["rhos"], vals))
+            f"(largest relative gap {data['max_rel_gap']:.1e}), dashed the a-priori DMFT prediction from the config "
+            f"alone (linsam.theory.predict_curves, {how}). At step {data['steps'][k]} the ratio is "
+            + ", ".join(f"{v:.2f} (rho = {r:g}; predicted {q:.2f})" for r, v, q in zip(data["rhos"], vals, pred))
             + ": it decays more slowly for larger rho.")
 
 
 def summary(data: dict) -> dict:
     return {"max_rel_gap": data["max_rel_gap"]}
+

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from figures._style import METHOD_COLORS, mean_band, new_figure, step_axis
-from reproduction._result import mean_ci
+from linsam.stats import mean_ci
 
 ID = "F4"
 NAME = "train_accuracy"
@@ -82,7 +82,7 @@ def draw(data: dict, cfg: dict):
 def caption(data: dict, cfg: dict) -> str:
     parts = []
     for meth, d in data["methods"].items():
-        est, lo, hi = mean_ci(d["cross_clean"])
+        est, lo, hi, _ = mean_ci(d["cross_clean"])
         name = "GD" if meth == "gd" else f"1-SAM (rho = {data['rho']:g})"
         n_cross = int(np.sum(np.isfinite(d["cross_clean"])))
         parts.append(f"{name} {100 * est:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] at median step "
@@ -93,4 +93,5 @@ def caption(data: dict, cfg: dict) -> str:
 
 
 def summary(data: dict) -> dict:
-    return {m: dict(zip(("clean_at_cross", "low", "high"), mean_ci(d["cross_clean"]))) for m, d in data["methods"].items()}
+    return {m: dict(zip(("clean_at_cross", "low", "high"), mean_ci(d["cross_clean"])[:3]))
+            for m, d in data["methods"].items()}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from figures._style import new_figure, rho_colors
-from reproduction._result import mean_ci
+from linsam.stats import mean_ci
 from reproduction._sweepstats import peak
 
 ID = "F7"
@@ -44,7 +44,7 @@ def compute(ctx, cfg: dict) -> dict:
 
 def table(data: dict) -> dict:
     """``{type: {rho: (mean, low, high)}}`` of the gains."""
-    return {t: {f"{r:g}": mean_ci(data["gains"][i, j]) for j, r in enumerate(data["rhos"]) if r != 0}
+    return {t: {f"{r:g}": tuple(mean_ci(data["gains"][i, j])[:3]) for j, r in enumerate(data["rhos"]) if r != 0}
             for i, t in enumerate(data["types"])}
 
 

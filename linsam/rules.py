@@ -1,13 +1,28 @@
-"""Public API of ``linsam.rules``: generic autodiff SAM-family rules (code in ``linsam._src.rules``)."""
+"""Public API of ``linsam.rules``: the SAM family as values, one dispatch (code in ``linsam._src.rules``).
+
+``GD()``, ``NSAM(rho)``, ``OneSAM(rho)``, ``LSAM(rho)``, ``JSAM(rho)``, ``JReg(rho)``,
+``JRegFixed(lam_last, lam_act)``; ``method.direction(model, params, X, t)`` (hot path),
+``direction(method, model, params, X, t)`` (validated entry), ``method(name, **hyper)`` (the
+edge), ``checked(fn)`` (opt-in traced checks).
+"""
 
 from linsam._src.rules import (  # noqa: F401
+    GD,
+    JSAM,
+    LSAM,
+    METHOD_CLASSES,
     METHODS,
+    NSAM,
     SAM_METHODS,
-    Model,
+    JReg,
+    JRegFixed,
+    Method,
+    OneSAM,
+    batch_logits,
     batch_loss,
     binary_logistic_loss,
+    checked,
     direction,
-    dispatch_kernel,
     example_loss,
     gd,
     jacobian_penalty,
@@ -15,11 +30,15 @@ from linsam._src.rules import (  # noqa: F401
     jreg_fixed,
     jsam,
     lsam,
+    method,
     nsam,
     one_sam,
     per_example_grads,
+    perturbation,
     safe_norm,
     safe_normalize,
     softmax_cross_entropy,
-    unvalidated_direction,
+    tree_add,
+    tree_scale,
+    validate_inputs,
 )

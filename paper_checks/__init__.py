@@ -1,9 +1,9 @@
-r"""Every claim of "Why is SAM Robust to Label Noise?" as an executable check (C1..C8).
+r"""Every claim of "Why is SAM Robust to Label Noise?" as an executable check (C1..C9).
 
 One module per claim. Each has ``SPEC`` (a :class:`ClaimSpec`: the claim, where in the paper,
 what is expected, whether it must hold), ``measure(ctx, cfg) -> dict`` (runs the experiment;
 plain numbers out) and ``evaluate(measurement, cfg) -> ClaimResult`` (a *pure* function: the
-measured text, the 95% CI, the verdict). Settings come from ``linsam/configs/checks_ck.toml``
+measured text, the 95% CI, the verdict). Settings come from the ``[Ck]`` entries of ``linsam/configs/paper/checks.toml``
 (modes tiny / quick / full), sweeps from :mod:`linsam.simulate` configs through a shared
 :class:`Context` cache.
 
@@ -18,6 +18,8 @@ C5     DLN: J-SAM recovers most of 1-SAM's gain, L-SAM less           no (deep-n
 C6     DLN: 1-SAM and J-SAM reduce ||v|| and ||Wx||                   yes (documented regime)
 C7     DLN: the Prop. 4.1 regulariser recovers a fraction             no (measured number)
 C8     CIFAR-10: +17 points (needs the GPU module's results)          no ("not run here")
+C9     a-priori theory (DMFT) predicts 1-SAM's early-stopped gain     no (measured error)
+       over GD before any simulation (inside C4's paired 95% CI)
 =====  =============================================================  =========
 
 >>> import paper_checks
@@ -31,10 +33,10 @@ from __future__ import annotations
 import importlib
 import time
 
-from reproduction._result import FAILS, HOLDS, NOT_RUN, VERDICTS, ClaimResult, ClaimSpec
+from reproduction._result import FAILS, HOLDS, NOT_COMPARABLE, NOT_RUN, VERDICTS, ClaimResult, ClaimSpec
 from reproduction.context import Context
 
-__all__ = ["CLAIMS", "Context", "ClaimResult", "ClaimSpec", "HOLDS", "FAILS", "NOT_RUN", "VERDICTS", "module",
+__all__ = ["CLAIMS", "Context", "ClaimResult", "ClaimSpec", "HOLDS", "FAILS", "NOT_RUN", "NOT_COMPARABLE", "VERDICTS", "module",
            "run_claim", "run_all", "evaluate"]
 
 #: Claim id -> module name.
@@ -47,11 +49,12 @@ CLAIMS = {
     "C6": "c6_dln_norms",
     "C7": "c7_jreg",
     "C8": "c8_cifar",
+    "C9": "c9_prediction",
 }
 
 
 def module(claim_id: str):
-    """The module of claim ``claim_id`` ("C1".."C8", case-insensitive)."""
+    """The module of claim ``claim_id`` ("C1".."C9", case-insensitive)."""
     key = claim_id.strip().upper()
     if key not in CLAIMS:
         raise ValueError(f"unknown claim {claim_id!r}; choose from {', '.join(CLAIMS)}")

@@ -2,9 +2,10 @@ r"""C2: every closed-form rule equals the generic autodiff rule, for every model
 
 For each model (logistic regression, linear softmax with K classes, 2-layer DLN), each rule
 of :data:`linsam.rules.METHODS` and each problem (random shapes, margins at several scales,
-several rho), compare ``linsam.<model>.direction(method, ...)`` (the closed forms derived in
-Sec. 3 / Prop. 4.1 and by derivations D1..D7) with ``linsam.rules.direction(method, MODEL, ...)``
-(``jax.grad`` through the perturbed loss) by the relative error
+several rho), compare ``linsam.rules.direction(method, model, ...)`` (the dispatch picks the
+model's closed form, ``model.closed_forms``: derived in Sec. 3 / Prop. 4.1 and by derivations
+D1..D7) with ``method.autodiff(model, ...)`` (``jax.grad`` through the perturbed loss) by the
+relative error
 
 .. math::  \frac{\|u_{\mathrm{closed}} - u_{\mathrm{autodiff}}\|}{\max(\|u_{\mathrm{closed}}\|, \|u_{\mathrm{autodiff}}\|)}
 
@@ -32,7 +33,7 @@ def _problems(model_name, key, n, d, h, K, margin_scale):
     import jax
     import jax.numpy as jnp
 
-    from linsam import dln, logreg, softmax
+    from linsam.models import DLN, DLNParams, LogReg, Softmax
 
     dtype = jnp.float64
     kx, kt, kp = jax.random.split(key, 3)
@@ -40,13 +41,14 @@ def _problems(model_name, key, n, d, h, K, margin_scale):
     if model_name == "softmax":
         t = jax.random.randint(kt, (n,), 0, K)
         W = margin_scale * jax.random.normal(kp, (K, d), dtype)
-        return softmax, softmax.make_model(K), W, X, t
+        return Softmax(K), W, X, t
     t = jnp.where(jax.random.bernoulli(kt, 0.5, (n,)), 1.0, -1.0).astype(dtype)
     if model_name == "logreg":
-        return logreg, logreg.MODEL, margin_scale * jax.random.normal(kp, (d,), dtype), X, t
-    p = dln.init(kp, d, h, scale=1.0, dtype=dtype)
+        return LogReg(), margin_scale * jax.random.normal(kp, (d,), dtype), X, t
+    model = DLN(hidden=h)
+    p = model.init(kp, d, scale=1.0, dtype=dtype)
     s = math.sqrt(margin_scale)
-    return dln, dln.MODEL, dln.DLNParams(s * p.v, s * p.W), X, t
+    return model, DLNParams(s * p.v, s * p.W), X, t
 
 
 def _rel_err(a, b) -> tuple[float, bool]:
@@ -66,7 +68,8 @@ def compare(settings: dict) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from linsam import dln, rules
+    from linsam import rules
+    from linsam.models import DLN, DLNParams
 
     models = list(settings.get("models", ["logreg", "softmax", "dln"]))
     shapes = [tuple(s) for s in settings.get("shapes", [[7, 5, 3]])]
@@ -84,12 +87,12 @@ def compare(settings: dict) -> dict:
             for si, (n, d, h) in enumerate(shapes):
                 for ci, scale in enumerate(scales):
                     k = jax.random.fold_in(key, 10000 * mi + 100 * si + ci)
-                    mod, model, params, X, t = _problems(model_name, k, n, d, h, K, scale)
+                    model, params, X, t = _problems(model_name, k, n, d, h, K, scale)
                     for method in rules.METHODS:
                         for rho in rhos:
-                            a = mod.direction(method, params, X, t, rho=rho, lam_last=lam_last, lam_act=lam_act)
-                            b = rules.direction(method, model, params, X, t, rho=rho, lam_last=lam_last,
-                                                lam_act=lam_act)
+                            m = rules.method(method, rho=rho, lam_last=lam_last, lam_act=lam_act, ignore_extra=True)
+                            a = rules.direction(m, model, params, X, t)  # the closed form
+                            b = m.autodiff(model, params, X, t)
                             err, fin = _rel_err(a, b)
                             name = f"{model_name}/{method}"
                             worst[name] = max(worst.get(name, 0.0), err if fin else math.inf)
@@ -101,11 +104,11 @@ def compare(settings: dict) -> dict:
         n, d, h = shapes[0]
         X = jax.random.normal(jax.random.fold_in(key, 999), (n, d), jnp.float64)
         t = jnp.where(jnp.arange(n) % 2 == 0, 1.0, -1.0)
-        zero = dln.DLNParams(jnp.zeros(h), jnp.zeros((h, d)))
+        zero = DLNParams(jnp.zeros(h), jnp.zeros((h, d)))
         for method in rules.METHODS if "dln" in models else ():
+            m = rules.method(method, rho=0.5, lam_last=lam_last, lam_act=lam_act, ignore_extra=True)
             for impl in ("closed", "autodiff"):
-                u = dln.direction(method, zero, X, t, rho=0.5, lam_last=lam_last, lam_act=lam_act) if impl == "closed" \
-                    else rules.direction(method, dln.MODEL, zero, X, t, rho=0.5, lam_last=lam_last, lam_act=lam_act)
+                u = rules.direction(m, DLN(), zero, X, t) if impl == "closed" else m.autodiff(DLN(), zero, X, t)
                 leaves = [jnp.asarray(x) for x in jax.tree_util.tree_leaves(u)]
                 if not all(bool(jnp.all(jnp.isfinite(x))) for x in leaves) or any(float(jnp.max(jnp.abs(x))) != 0.0
                                                                                for x in leaves):

@@ -24,9 +24,9 @@ lies above 0 and the seed means increase strictly with rho.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
-from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec, fmt_ci, mean_ci
+from linsam.stats import mean_ci, spearman
+from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec, fmt_ci
 from reproduction._sweepstats import at_step, regime_text
 
 SPEC = ClaimSpec(
@@ -48,11 +48,7 @@ def measure(ctx, cfg: dict) -> dict:
     per_step = {}
     for k in cfg["steps"]:
         R = at_step(res, "sam_grad_norm_ratio", int(k))[mi]  # (rho, seed)
-        rs = []
-        for s in range(R.shape[1]):
-            col = R[:, s]
-            rs.append(float(stats.spearmanr(rhos, col).statistic) if np.all(np.isfinite(col)) and np.ptp(col) > 0
-                      else float("nan"))
+        rs = [spearman(rhos, R[:, s]) for s in range(R.shape[1])]
         per_step[str(int(k))] = dict(spearman=rs, mean_ratio=np.nanmean(R, axis=1).tolist())
     return dict(rhos=rhos.tolist(), steps=[int(k) for k in cfg["steps"]], per_step=per_step,
                 regime=regime_text(res, f"1-SAM over rho {rhos.tolist()} (rho = 0 is GD)"))
@@ -63,18 +59,19 @@ def evaluate(m: dict, cfg: dict) -> ClaimResult:
     parts, lows = [], []
     for k in m["steps"]:
         d = m["per_step"][str(k)]
-        est, lo, hi = mean_ci(d["spearman"])
+        ci = mean_ci(d["spearman"])
+        lo = ci.lo
         means = np.asarray(d["mean_ratio"], float)
         mono = bool(np.all(np.diff(means) > 0)) and bool(np.all(np.isfinite(means)))
         step_ok = bool(np.isfinite(lo) and lo > 0 and mono)
         ok &= step_ok
         lows.append(lo)
-        parts.append(f"step {k}: Spearman {fmt_ci(est, lo, hi, 2)}, ratio {means[0]:.2f} (rho={m['rhos'][0]:g}) -> "
+        parts.append(f"step {k}: Spearman {fmt_ci(ci, 2)}, ratio {means[0]:.2f} (rho={m['rhos'][0]:g}) -> "
                      f"{means[-1]:.2f} (rho={m['rhos'][-1]:g}){'' if mono else ' (means NOT monotone)'}")
     if not m["steps"]:
         ok = False
     worst = int(np.nanargmin(lows)) if lows and np.any(np.isfinite(lows)) else 0
-    headline = mean_ci(m["per_step"][str(m["steps"][worst])]["spearman"]) if m["steps"] else (np.nan,) * 3
+    headline = mean_ci(m["per_step"][str(m["steps"][worst])]["spearman"] if m["steps"] else [])
     return ClaimResult.from_spec(
         SPEC, regime=m["regime"], measured="; ".join(parts), estimate=headline[0],
         ci=(headline[1], headline[2]), verdict=HOLDS if ok else FAILS, details=m,

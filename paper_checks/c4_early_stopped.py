@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec, fmt_pct_ci, mean_ci
+from linsam.stats import mean_ci
+from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec, fmt_pct_ci
 from reproduction._sweepstats import peak, regime_text
 
 SPEC = ClaimSpec(
@@ -55,25 +56,24 @@ def measure(ctx, cfg: dict) -> dict:
 
 def _summary(g: dict, rho: float):
     d = g[f"{rho:g}"]
-    est, lo, hi = mean_ci(d["gain"])
-    return est, lo, hi, float(np.mean(d["peak_gd"])), float(np.mean(d["peak_sam"])), float(np.median(d["step_gd"])), \
-        float(np.median(d["step_sam"]))
+    return (mean_ci(d["gain"]), float(np.mean(d["peak_gd"])), float(np.mean(d["peak_sam"])),
+            float(np.median(d["step_gd"])), float(np.median(d["step_sam"])))
 
 
 def evaluate(m: dict, cfg: dict) -> ClaimResult:
     rho = float(m["headline_rho"])
     if f"{rho:g}" not in m["documented"]:
         raise ValueError(f"headline_rho {rho:g} is not on the sweep's rho grid {list(m['documented'])}")
-    est, lo, hi, pgd, psam, sgd, ssam = _summary(m["documented"], rho)
-    ok = bool(np.isfinite(lo) and lo > 0)
-    others = ", ".join(f"rho={r}: {fmt_pct_ci(*mean_ci(d['gain']))}" for r, d in m["documented"].items()
+    gain, pgd, psam, sgd, ssam = _summary(m["documented"], rho)
+    ok = bool(np.isfinite(gain.lo) and gain.lo > 0)
+    others = ", ".join(f"rho={r}: {fmt_pct_ci(mean_ci(d['gain']))}" for r, d in m["documented"].items()
                        if float(r) not in (0.0, rho))
     measured = (f"rho={rho:g}: GD peak {100 * pgd:.1f}% (median step {sgd:.0f}), 1-SAM {100 * psam:.1f}% (step {ssam:.0f}), "
-                f"gain {fmt_pct_ci(est, lo, hi)}; other rho: {others}")
+                f"gain {fmt_pct_ci(gain)}; other rho: {others}")
     if "negative" in m:
-        nest, nlo, nhi, npgd, npsam, nsgd, nssam = _summary(m["negative"], rho)
+        ngain, npgd, npsam, nsgd, nssam = _summary(m["negative"], rho)
         measured += (f". Zero init (not expected to gain): GD {100 * npgd:.1f}% at step {nsgd:.0f}, 1-SAM "
-                     f"{100 * npsam:.1f}% at step {nssam:.0f}, gain {fmt_pct_ci(nest, nlo, nhi)}")
+                     f"{100 * npsam:.1f}% at step {nssam:.0f}, gain {fmt_pct_ci(ngain)}")
     regime = m["regime"] + (f". Contrast: {m['negative_regime']}" if "negative_regime" in m else "")
-    return ClaimResult.from_spec(SPEC, regime=regime, measured=measured, estimate=est, ci=(lo, hi),
+    return ClaimResult.from_spec(SPEC, regime=regime, measured=measured, estimate=gain.mean, ci=(gain.lo, gain.hi),
                                  verdict=HOLDS if ok else FAILS, details=m)

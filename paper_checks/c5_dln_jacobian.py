@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reproduction._result import (FAILS, HOLDS, ClaimResult, ClaimSpec, bootstrap_ci, fmt_ci, fmt_pct_ci, mean_ci,
-                                  ratio_of_means)
+from linsam.stats import bootstrap_ci, mean_ci, ratio_of_means, ratio_of_means_ci
+from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec, fmt_ci, fmt_pct_ci
 from reproduction._sweepstats import at_step, peak, regime_text
 
 SPEC = ClaimSpec(
@@ -73,17 +73,17 @@ def fractions(g: dict, methods=("jsam", "lsam"), seed: int = 0) -> dict:
     out = {"one_sam_gain": mean_ci(sam)}
     for m in methods:
         if m in g:
-            out[m] = bootstrap_ci(ratio_of_means, g[m]["gain"], sam, seed=seed)
+            out[m] = ratio_of_means_ci(g[m]["gain"], sam, seed=seed)
     if "jsam" in g and "lsam" in g:
         out["jsam_minus_lsam"] = bootstrap_ci(
-            lambda a, b, c: ratio_of_means(a, c) - ratio_of_means(b, c), g["jsam"]["gain"], g["lsam"]["gain"], sam,
-            seed=seed)
+            lambda a, b, c, axis=-1: ratio_of_means(a, c, axis) - ratio_of_means(b, c, axis),
+            g["jsam"]["gain"], g["lsam"]["gain"], sam, seed=seed)
     return out
 
 
 def _text(f: dict) -> str:
-    return (f"1-SAM gain {fmt_pct_ci(*f['one_sam_gain'])}; fraction recovered: J-SAM {fmt_ci(*f['jsam'], 2)}, "
-            f"L-SAM {fmt_ci(*f['lsam'], 2)}; J minus L {fmt_ci(*f['jsam_minus_lsam'], 2)}")
+    return (f"1-SAM gain {fmt_pct_ci(f['one_sam_gain'])}; fraction recovered: J-SAM {fmt_ci(f['jsam'], 2)}, "
+            f"L-SAM {fmt_ci(f['lsam'], 2)}; J minus L {fmt_ci(f['jsam_minus_lsam'], 2)}")
 
 
 def evaluate(m: dict, cfg: dict) -> ClaimResult:
@@ -92,25 +92,25 @@ def evaluate(m: dict, cfg: dict) -> ClaimResult:
     f = fractions(m[stat])
     other = "final" if stat == "peak" else "peak"
     fo = fractions(m[other])
-    ok = bool(f["one_sam_gain"][1] > 0 and f["jsam"][1] > most and f["jsam_minus_lsam"][1] > 0)
+    ok = bool(f["one_sam_gain"].lo > 0 and f["jsam"].lo > most and f["jsam_minus_lsam"].lo > 0)
     why = []
-    if not f["one_sam_gain"][1] > 0:
+    if not f["one_sam_gain"].lo > 0:
         why.append("1-SAM's own gain is not established")
-    if not f["jsam"][1] > most:
+    if not f["jsam"].lo > most:
         why.append(f"J-SAM's fraction is not established above {most:g}")
-    if not f["jsam_minus_lsam"][1] > 0:
+    if not f["jsam_minus_lsam"].lo > 0:
         why.append("J-SAM > L-SAM is not established" + (" (point estimate agrees, CI too wide)"
-                                                         if f["jsam_minus_lsam"][0] > 0 else ""))
+                                                         if f["jsam_minus_lsam"].estimate > 0 else ""))
     label = {"peak": "best (early-stopped) test accuracy", "final": "end-of-training test accuracy"}
     measured = f"{label[stat]}: {_text(f)}. {label[other]}: {_text(fo)}"
     if why:
         measured += ". Not established: " + "; ".join(why)
     for r, g in (m.get("other_rhos") or {}).items():  # the rest of the rho grid (not in the verdict)
         fr = fractions(g)
-        measured += (f". At rho = {r}: 1-SAM gain {fmt_pct_ci(*fr['one_sam_gain'])}, J-SAM {fr['jsam'][0]:.2f}, "
-                     f"L-SAM {fr['lsam'][0]:.2f} of it")
+        measured += (f". At rho = {r}: 1-SAM gain {fmt_pct_ci(fr['one_sam_gain'])}, J-SAM {fr['jsam'].estimate:.2f}, "
+                     f"L-SAM {fr['lsam'].estimate:.2f} of it")
     return ClaimResult.from_spec(
-        SPEC, regime=m["regime"], measured=measured, estimate=f["jsam"][0], ci=(f["jsam"][1], f["jsam"][2]),
+        SPEC, regime=m["regime"], measured=measured, estimate=f["jsam"].estimate, ci=(f["jsam"].lo, f["jsam"].hi),
         verdict=HOLDS if ok else FAILS, details=dict(m, fractions={stat: f, other: fo}),
         expected=f"fraction of 1-SAM's {label[stat]} gain: J-SAM > {most:g} and J-SAM > L-SAM (95% bootstrap CIs)",
     )

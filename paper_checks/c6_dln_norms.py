@@ -19,7 +19,8 @@ import math
 
 import numpy as np
 
-from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec, mean_ci
+from linsam.stats import mean_ci
+from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec
 from reproduction._sweepstats import at_step, regime_text
 
 SPEC = ClaimSpec(
@@ -51,8 +52,9 @@ def measure(ctx, cfg: dict) -> dict:
 
 
 def _ratio_ci(log_ratios):
-    est, lo, hi = mean_ci(log_ratios)
-    return math.exp(est), math.exp(lo) if np.isfinite(lo) else 0.0, math.exp(hi) if np.isfinite(hi) else math.inf
+    ci = mean_ci(log_ratios)
+    return (math.exp(ci.mean), math.exp(ci.lo) if np.isfinite(ci.lo) else 0.0,
+            math.exp(ci.hi) if np.isfinite(ci.hi) else math.inf)
 
 
 def evaluate(m: dict, cfg: dict) -> ClaimResult:

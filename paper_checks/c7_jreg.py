@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec, bootstrap_ci, fmt_ci, fmt_pct_ci, mean_ci, \
-    ratio_of_means
+from linsam.stats import mean_ci, ratio_of_means_ci
+from reproduction._result import FAILS, HOLDS, ClaimResult, ClaimSpec, fmt_ci, fmt_pct_ci
 from reproduction._sweepstats import regime_text
 from paper_checks.c5_dln_jacobian import method_gains
 
@@ -57,16 +57,16 @@ def evaluate(m: dict, cfg: dict) -> ClaimResult:
     out = {}
     for meth in ("jreg_fixed", "jreg", "jsam"):
         if meth in g:
-            out[meth] = bootstrap_ci(ratio_of_means, g[meth]["gain"], sam)
+            out[meth] = ratio_of_means_ci(g[meth]["gain"], sam)
     if "jreg_fixed" not in out:
         raise ValueError("C7 needs the method 'jreg_fixed' in the DLN sweep")
     f = out["jreg_fixed"]
-    ok = bool(mean_ci(sam)[1] > 0 and f[1] > min_fraction)
-    measured = (f"1-SAM gain {fmt_pct_ci(*mean_ci(sam))}; fraction recovered by the fixed regulariser "
-                f"{fmt_ci(*f, 2)} (gain {fmt_pct_ci(*mean_ci(g['jreg_fixed']['gain']))})")
+    ok = bool(mean_ci(sam).lo > 0 and f.lo > min_fraction)
+    measured = (f"1-SAM gain {fmt_pct_ci(mean_ci(sam))}; fraction recovered by the fixed regulariser "
+                f"{fmt_ci(f, 2)} (gain {fmt_pct_ci(mean_ci(g['jreg_fixed']['gain']))})")
     if "jreg" in out:
-        measured += f"; by J-reg (Prop. 4.1 penalty) {fmt_ci(*out['jreg'], 2)}"
+        measured += f"; by J-reg (Prop. 4.1 penalty) {fmt_ci(out['jreg'], 2)}"
     if m.get("jreg_vs_jsam_max_acc_diff") is not None:
         measured += f"; J-reg vs J-SAM max |test-acc difference| {m['jreg_vs_jsam_max_acc_diff']:.1e} (identity)"
-    return ClaimResult.from_spec(SPEC, regime=m["regime"], measured=measured, estimate=f[0], ci=(f[1], f[2]),
+    return ClaimResult.from_spec(SPEC, regime=m["regime"], measured=measured, estimate=f.estimate, ci=(f.lo, f.hi),
                                  verdict=HOLDS if ok else FAILS, details=dict(m, fractions=out))

@@ -6,11 +6,24 @@ docs/cifar.md): ``methods[<name>]`` with ``peak_test_acc``, ``peak_epoch``,
 ``completed_epochs``, ``status`` and ``config`` (``noise_rate``, ``epochs``, ...).
 
 Given that file (``linsam reproduce --cifar-results FILE``), the check reads the peak test
-accuracies of ``sgd`` and ``one_sam`` (and J-SAM, L-SAM, the regularisers when present) and
-compares the gap with the paper's. One run per method (one seed): no confidence interval.
+accuracies of ``gd`` (the SGD baseline) and ``one_sam`` (and J-SAM, L-SAM, the regularisers
+when present) and compares the gap with the paper's. Method keys are the library's names
+(:data:`linsam.rules.METHODS`); files written before the rename (``sgd``, ``reg``) are read
+with those keys mapped on load (:data:`LEGACY_METHOD_KEYS`). One run per method (one seed): no confidence interval.
 Holds iff the measured gap is at least ``min_gain`` (default 0.10, i.e. 10 points: the
-paper's effect at well over half its size). Without the file, or without both methods in it,
-the verdict is "not run here" -- never "holds".
+paper's effect at well over half its size).
+
+Verdicts besides holds/fails:
+
+- no ``--cifar-results``, or a file without both methods: "not run here" (never "holds");
+- a file that was named but is missing or cannot be read (not a file, no permission, not
+  UTF-8, not JSON, not a results object): an error, never a verdict on the claim. The result
+  says ``error: ...`` and is marked must-hold, so ``linsam check``/``reproduce`` exit 1;
+- a run in another setting than the paper's (:data:`PAPER_SETTING`: 30% symmetric noise,
+  all 50,000 training images, ResNet-18 at width 64, batch 128, lr 0.01, weight decay 5e-4,
+  rho 0.01, 200 epochs, every run completed; or methods run in different settings): "not
+  comparable" with the reasons, and the measured gap beside them. The verdict is "not run
+  here" (the claim is about the paper's setting, which was not run), never holds or fails.
 """
 
 from __future__ import annotations
@@ -19,7 +32,7 @@ import json
 import math
 from pathlib import Path
 
-from reproduction._result import FAILS, HOLDS, NOT_RUN, ClaimResult, ClaimSpec
+from reproduction._result import FAILS, HOLDS, NOT_COMPARABLE, NOT_RUN, ClaimResult, ClaimSpec
 
 SPEC = ClaimSpec(
     id="C8",
@@ -30,8 +43,42 @@ SPEC = ClaimSpec(
     must_hold=False,
 )
 
-NAMES = {"sgd": "SGD", "one_sam": "1-SAM", "jsam": "J-SAM", "lsam": "L-SAM", "nsam": "n-SAM", "jreg": "J-reg",
-         "reg": "reg (fixed)"}
+NAMES = {"gd": "SGD", "one_sam": "1-SAM", "jsam": "J-SAM", "lsam": "L-SAM", "nsam": "n-SAM", "jreg": "J-reg",
+         "jreg_fixed": "reg (fixed)"}
+#: Method keys of results files written before the CIFAR module took the library's names.
+LEGACY_METHOD_KEYS = {"sgd": "gd", "reg": "jreg_fixed"}
+#: The two methods the claim compares: the SGD baseline and 1-SAM.
+BASE, SAM = "gd", "one_sam"
+
+#: The paper's setting (Sec. 4, per a secondary source): config field -> value. A results file
+#: whose gd (SGD) or one_sam run differs in any recorded field is "not comparable". Fields the file
+#: does not record are not judged (older or hand-made files).
+PAPER_SETTING = {"noise_kind": "symmetric", "noise_rate": 0.3, "depth": 18, "width": 64, "batch_size": 128,
+                 "lr": 0.01, "weight_decay": 5e-4, "rho": 0.01, "epochs": 200}
+#: Training images of the full CIFAR-10 training set.
+PAPER_N_TRAIN = 50000
+
+
+def read_results_file(path) -> dict:
+    """The parsed JSON object of a results file; ``ValueError`` saying why it cannot be read."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"--cifar-results {path}: no such file")
+    if not p.is_file():
+        raise ValueError(f"--cifar-results {path}: not a file")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ValueError(f"--cifar-results {path}: cannot be read ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--cifar-results {path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--cifar-results {path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--cifar-results {path}: a JSON {type(data).__name__}, not a results object")
+    return data
 
 
 def measure(ctx, cfg: dict) -> dict:
@@ -39,37 +86,78 @@ def measure(ctx, cfg: dict) -> dict:
     if path is None:
         return dict(available=False, reason="no --cifar-results FILE given (the ResNet-18 runs need a GPU: "
                                             "`linsam cifar`)")
-    p = Path(path)
-    if not p.is_file():
-        return dict(available=False, reason=f"results file {path} not found")
     try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as err:
-        return dict(available=False, reason=f"results file {path} is not valid JSON: {err}")
-    return read_results(data, str(path))
+        return read_results(read_results_file(path), str(path))
+    except ValueError as err:
+        return dict(available=False, error=str(err))
+
+
+def _num(v):
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def read_results(data: dict, source: str = "") -> dict:
-    """The numbers C8 needs from a results JSON (aggregate, or a single method's file)."""
+    """The numbers C8 needs from a results JSON (aggregate, or a single method's file).
+
+    ``ValueError`` when the object is not a results file C8 can read (no method table, a
+    method that is not an object, a peak that is not a number)."""
     if "methods" not in data:
         if "method" in data and "summary" in data:  # one method's results.json
             return dict(available=False, reason=f"{source} holds one method ({data['method']}); C8 needs the "
-                                                f"aggregate file with sgd and one_sam")
-        return dict(available=False, reason=f"{source} has no 'methods' table (schema {data.get('schema')!r})")
+                                                f"aggregate file with {BASE} (SGD) and {SAM}")
+        raise ValueError(f"--cifar-results {source}: no 'methods' table (schema {data.get('schema')!r}); "
+                         f"expected the aggregate results.json of `linsam cifar`")
+    if not isinstance(data["methods"], dict):
+        raise ValueError(f"--cifar-results {source}: 'methods' is not an object")
     methods = {}
-    for name, r in data["methods"].items():
-        conf = r.get("config", {}) or {}
+    table = data["methods"]
+    for old, new in LEGACY_METHOD_KEYS.items():  # an old file: its keys mapped (a new key wins, the old dropped)
+        if old in table:
+            table = {(new if k == old else k): v for k, v in table.items() if not (k == old and new in table)}
+    for name, r in table.items():
+        if not isinstance(r, dict):
+            raise ValueError(f"--cifar-results {source}: methods.{name} is not an object")
+        conf = r.get("config") or {}
         data_info = r.get("data") or {}
-        methods[name] = dict(peak=r.get("peak_test_acc"), epoch=r.get("peak_epoch"), epochs_done=r.get("completed_epochs"),
+        peak = r.get("peak_test_acc")
+        if peak is not None and (_num(peak) is None or not math.isfinite(peak)):
+            raise ValueError(f"--cifar-results {source}: methods.{name}.peak_test_acc is {peak!r}, not a number")
+        methods[name] = dict(peak=peak, epoch=r.get("peak_epoch"), epochs_done=r.get("completed_epochs"),
                              epochs=conf.get("epochs"), status=r.get("status"), noise_rate=conf.get("noise_rate"),
                              noise_kind=conf.get("noise_kind"), rho=conf.get("rho"), preset=r.get("preset"),
-                             realised=data_info.get("realised_rate"), n_train=data_info.get("n_train"))
-    missing = [m for m in ("sgd", "one_sam") if m not in methods or methods[m]["peak"] is None]
+                             realised=data_info.get("realised_rate"), n_train=data_info.get("n_train"),
+                             config={k: conf[k] for k in PAPER_SETTING if k in conf},
+                             train_subset=data_info.get("train_subset"))
+    missing = [m for m in (BASE, SAM) if m not in methods or methods[m]["peak"] is None]
     if missing:
         return dict(available=False, reason=f"{source}: no peak test accuracy for {', '.join(missing)}",
                     methods=methods)
     return dict(available=True, source=source, schema=data.get("schema"), device=data.get("device"),
-                comparable=data.get("comparable"), methods=methods)
+                comparable=data.get("comparable"), methods=methods,
+                not_comparable=setting_differences(methods, data.get("comparable")))
+
+
+def setting_differences(methods: dict, comparable=None) -> list[str]:
+    """Why the gd (SGD) / one_sam runs are not the paper's setting (empty: they are, as far as recorded)."""
+    out = []
+    if comparable is False:
+        out.append("the methods ran in different settings (comparable: false)")
+    for name in (BASE, SAM):
+        r = methods.get(name) or {}
+        label = NAMES.get(name, name)
+        for k, want in PAPER_SETTING.items():
+            got = (r.get("config") or {}).get(k)
+            if got is None:
+                continue
+            numeric = _num(got) is not None and _num(want) is not None
+            if not (math.isclose(got, want, rel_tol=1e-9) if numeric else got == want):
+                out.append(f"{label}: {k} {got!r} (paper: {want!r})")
+        n = r.get("n_train")
+        if r.get("train_subset") or (_num(n) is not None and n < PAPER_N_TRAIN):
+            out.append(f"{label}: {n} training images (paper: {PAPER_N_TRAIN})")
+        if r.get("status") not in (None, "completed"):
+            out.append(f"{label}: run {r.get('status')} after {r.get('epochs_done')}/{r.get('epochs')} epochs")
+    return out
 
 
 def evaluate(m: dict, cfg: dict) -> ClaimResult:
@@ -77,29 +165,38 @@ def evaluate(m: dict, cfg: dict) -> ClaimResult:
     min_gain = float(cfg.get("min_gain", 0.10))
     expected = (f"1-SAM peak - SGD peak ~ +{100 * paper_gain:.0f} pp (paper: 69.5% vs 52.5%); holds if >= "
                 f"+{100 * min_gain:.0f} pp")
+    if m.get("error"):  # a file was named and cannot be read: an error of the run, not a verdict on the claim
+        return ClaimResult.from_spec(SPEC, regime="CIFAR-10 results file", measured=f"error: {m['error']}",
+                                     estimate=None, ci=None, verdict=FAILS, details=m, expected=expected,
+                                     must_hold=True)
     if not m.get("available"):
         return ClaimResult.from_spec(SPEC, regime="CIFAR-10, ResNet-18, 30% symmetric noise (GPU)",
                                      measured=m.get("reason", "not available"), estimate=None, ci=None,
                                      verdict=NOT_RUN, details=m, expected=expected)
     ms = m["methods"]
-    gain = float(ms["one_sam"]["peak"]) - float(ms["sgd"]["peak"])
+    gain = float(ms[SAM]["peak"]) - float(ms[BASE]["peak"])
     ok = math.isfinite(gain) and gain >= min_gain
     accs = ", ".join(f"{NAMES.get(k, k)} {100 * float(v['peak']):.1f}% (epoch {v['epoch']})" for k, v in ms.items()
                      if v["peak"] is not None)
     measured = f"peak test accuracy: {accs}; 1-SAM - SGD = {100 * gain:+.1f} pp (one run per method, no CI)"
-    sgd = ms["sgd"]
+    base = ms[BASE]
     partial = [k for k, v in ms.items() if v.get("status") not in (None, "completed")]
-    realised = f" (realised {sgd['realised']:.3f})" if isinstance(sgd.get("realised"), (int, float)) else ""
-    n_train = f" ({sgd['n_train']} training images)" if sgd.get("n_train") else ""
-    preset = f", preset {sgd['preset']}" if sgd.get("preset") else ""
-    regime = (f"CIFAR-10{n_train}, ResNet-18, {sgd.get('noise_kind') or 'symmetric'} noise {sgd.get('noise_rate')}"
-              f"{realised}, {sgd.get('epochs_done')}/{sgd.get('epochs')} epochs, rho {ms['one_sam'].get('rho')}{preset}; "
+    realised = f" (realised {base['realised']:.3f})" if isinstance(base.get("realised"), (int, float)) else ""
+    n_train = f" ({base['n_train']} training images)" if base.get("n_train") else ""
+    preset = f", preset {base['preset']}" if base.get("preset") else ""
+    regime = (f"CIFAR-10{n_train}, ResNet-18, {base.get('noise_kind') or 'symmetric'} noise {base.get('noise_rate')}"
+              f"{realised}, {base.get('epochs_done')}/{base.get('epochs')} epochs, rho {ms[SAM].get('rho')}{preset}; "
               f"device {m.get('device') or 'unknown'}; source {m['source']}")
     if m.get("comparable") is False:
         regime += "; methods NOT comparable (different data or settings)"
     if partial:
         regime += f"; runs not completed: {', '.join(partial)}"
-    if sgd.get("noise_rate") not in (None, 0.3):
+    if base.get("noise_rate") not in (None, 0.3):
         regime += " (NOT the paper's 30% noise)"
+    differences = m.get("not_comparable") or []
+    if differences:  # the claim is about the paper's setting: another setting can neither hold nor fail it
+        return ClaimResult.from_spec(
+            SPEC, regime=regime, estimate=gain, ci=None, verdict=NOT_COMPARABLE, details=m, expected=expected,
+            measured=f"not comparable to the paper's setting: {'; '.join(differences)}. Measured there: {measured}")
     return ClaimResult.from_spec(SPEC, regime=regime, measured=measured, estimate=gain, ci=None,
                                  verdict=HOLDS if ok else FAILS, details=m, expected=expected)

@@ -1,57 +1,48 @@
 r"""TOML settings of the paper checks and figures.
 
-Every check ``Ck`` and figure ``Fk`` has a shipped file ``linsam/configs/paper/checks_ck.toml`` /
-``figures_fk.toml`` (a sub-directory: every ``linsam/configs/*.toml`` is a
-:class:`linsam.simulate.SimConfig`, these are not) with a ``[common]`` table and one table per mode (``[tiny]`` for the test
-suite, ``[quick]`` for ``linsam reproduce --quick``, ``[full]``); the settings of a mode are
-``common`` updated by the mode's table. Sweeps are referenced by the name of a shipped
-:class:`linsam.simulate.SimConfig` file (``reproduce_linear_quick`` ->
-``linsam/configs/reproduce_linear_quick.toml``, also runnable on its own with
-``linsam simulate --config reproduce_linear_quick``) or by a path.
+The settings of every check ``Ck`` are the table ``[Ck]`` of ``linsam/configs/paper/checks.toml``,
+those of every figure ``Fk`` the table ``[Fk]`` of ``figures.toml``, and what ``linsam
+reproduce`` runs is ``reproduce.toml`` (a sub-directory: the files of ``linsam/configs/`` are
+sweeps, :mod:`linsam._src.configs`). An entry's keys apply to every mode; its sub-tables
+``tiny`` (the test suite), ``quick`` (``linsam reproduce --quick``) and ``full`` update them
+for that mode. Any other sub-table (F7's ``noise_types``) is a value.
 
-A user file (``--config FILE``) has the same layout (``[common]`` and/or mode tables) or is
-flat (top-level keys apply to every mode); its keys override the shipped ones. A key that the
-shipped file does not know is refused with its name, before any work starts.
+Sweeps are referenced by the name of a shipped config (:func:`linsam.simulate.shipped_configs`)
+or by a path. A reference to a file with modes that picks none (``sweep = "reproduce_linear"``)
+runs in the check's mode: ``reproduce_linear@quick`` under ``--quick`` (also runnable on its own
+with ``linsam simulate --config reproduce_linear_quick``).
+
+A user file (``--config FILE``) has the layout of one entry: ``[common]`` and/or mode tables,
+or flat top-level keys (which apply to every mode); its keys override the shipped ones. A key
+that the shipped entry does not know is refused with its name, before any work starts.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
-import linsam
+from linsam._src.configs import configs_dir as _sweeps_dir
+from linsam._src.configs import file_modes, read_toml
 
 __all__ = ["MODES", "configs_dir", "shipped_path", "load_settings", "read_toml"]
 
 MODES = ("tiny", "quick", "full")
+SWEEP_KEYS = ("sweep", "negative_sweep")
 
 
 def configs_dir() -> Path:
     """``linsam/configs/paper``: the settings of the checks and figures (package data)."""
-    return Path(linsam.__file__).resolve().parent / "configs" / "paper"
+    return _sweeps_dir() / "paper"
 
 
-def shipped_path(kind: str, ident: str) -> Path:
-    """Path of the shipped settings of check/figure ``ident`` (``kind`` "checks" or "figures")."""
-    if kind == "reproduce":
-        return configs_dir() / "reproduce.toml"
-    if kind not in ("checks", "figures"):
+def shipped_path(kind: str) -> Path:
+    """The shipped settings file of ``kind`` ("checks", "figures" or "reproduce")."""
+    if kind not in ("checks", "figures", "reproduce"):
         raise ValueError(f"kind must be 'checks', 'figures' or 'reproduce', got {kind!r}")
-    return configs_dir() / f"{kind}_{ident.lower()}.toml"
-
-
-def read_toml(path: str | os.PathLike) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"config file {str(path)!r} not found")
-    with open(p, "rb") as fh:
-        try:
-            return tomllib.load(fh)
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"{p}: not valid TOML: {err}") from None
+    return configs_dir() / f"{kind}.toml"
 
 
 def _merge(base: dict, over: dict, where: str, allowed: dict | None) -> dict:
@@ -67,21 +58,33 @@ def _merge(base: dict, over: dict, where: str, allowed: dict | None) -> dict:
     return out
 
 
+def _split(entry: dict) -> tuple[dict, dict]:
+    """An entry's shared keys and its mode tables."""
+    return ({k: v for k, v in entry.items() if k not in MODES},
+            {m: entry[m] for m in MODES if m in entry})
+
+
 def load_settings(kind: str, ident: str, mode: str, user_file: str | os.PathLike | None = None) -> dict:
-    """Settings of check/figure ``ident`` in ``mode``: shipped ``[common]`` + ``[mode]``,
-    then the user file's ``[common]`` + ``[mode]`` (or its flat top-level keys)."""
+    """Settings of check/figure ``ident`` (``kind`` "checks" or "figures"; for "reproduce" the
+    ident is ignored) in ``mode``: the shipped entry's shared keys updated by its mode table,
+    then the user file's ``[common]`` and ``[mode]`` (or its flat top-level keys)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    path = shipped_path(kind, ident)
+    path = shipped_path(kind)
     raw = read_toml(path)
-    bad = set(raw) - {"common", *MODES}
-    if bad:
-        raise ValueError(f"{path}: unknown table(s) {sorted(bad)}; allowed: common, {', '.join(MODES)}")
+    where = f"{path}" if kind == "reproduce" else f"{path} [{ident.upper()}]"
+    if kind == "reproduce":
+        entry = raw
+    else:
+        if ident.upper() not in raw:
+            raise ValueError(f"{path}: no entry [{ident.upper()}]; entries: {sorted(raw)}")
+        entry = raw[ident.upper()]
+    common, modes = _split(entry)
     allowed: dict[str, Any] = {}
-    for section in ("common", *MODES):
-        for k, v in raw.get(section, {}).items():
+    for section in (common, *modes.values()):
+        for k, v in section.items():
             allowed[k] = v if isinstance(v, dict) else True
-    settings = _merge(raw.get("common", {}), raw.get(mode, {}), f"{path}[{mode}]", None)
+    settings = _merge(common, modes.get(mode, {}), f"{where}.{mode}", None)
     if user_file is not None:
         user = read_toml(user_file)
         if set(user) & {"common", *MODES}:
@@ -93,5 +96,9 @@ def load_settings(kind: str, ident: str, mode: str, user_file: str | os.PathLike
                 settings = _merge(settings, user.get(section, {}), f"{user_file}[{section}]", allowed)
         else:
             settings = _merge(settings, user, str(user_file), allowed)
-    settings["_source"] = str(path) if user_file is None else f"{path} + {user_file}"
+    for key in SWEEP_KEYS:
+        ref = settings.get(key)
+        if isinstance(ref, str) and mode in file_modes(ref):
+            settings[key] = f"{ref}@{mode}"
+    settings["_source"] = where if user_file is None else f"{where} + {user_file}"
     return settings

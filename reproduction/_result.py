@@ -15,9 +15,9 @@ claim, *or* the CI is too wide to tell; the measured text says which), ``"not ru
 here" never counts as holding.
 
 Confidence intervals are over seeds (each seed: its own data, initialisation and noise; all
-methods of one seed share them, so differences are *paired*): Student-t intervals for means
-and paired differences, percentile bootstrap (fixed generator, so reproducible) for ratios
-of means such as "fraction of 1-SAM's gain".
+methods of one seed share them, so differences are *paired*), from :mod:`linsam.stats`:
+Student-t intervals for means and paired differences, percentile bootstrap (fixed generator,
+so reproducible) for ratios of means such as "fraction of 1-SAM's gain".
 """
 
 from __future__ import annotations
@@ -27,17 +27,18 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 __all__ = [
-    "HOLDS", "FAILS", "NOT_RUN", "VERDICTS", "ClaimSpec", "ClaimResult", "mean_ci", "fraction_ci",
+    "HOLDS", "FAILS", "NOT_RUN", "NOT_COMPARABLE", "VERDICTS", "ClaimSpec", "ClaimResult", "mean_ci", "fraction_ci",
     "fmt_ci", "fmt_pct_ci", "bootstrap_ci", "ratio_of_means",
 ]
 
 HOLDS = "holds"
 FAILS = "fails"
 NOT_RUN = "not run here"
-VERDICTS = (HOLDS, FAILS, NOT_RUN)
+#: A measurement exists but in a setting other than the paper's (the text says why): never holds or fails.
+NOT_COMPARABLE = "not comparable"
+VERDICTS = (HOLDS, FAILS, NOT_RUN, NOT_COMPARABLE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,72 +130,6 @@ def _jsonable(x: Any):
     return x
 
 
-def mean_ci(samples, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t CI of the mean of ``samples`` (1-D, NaNs dropped).
-
-    Returns ``(mean, low, high)``; a single sample gives an infinite interval, an empty
-    one NaNs. Use it on per-seed *paired differences* for method comparisons.
-    """
-    x = np.asarray(samples, float).ravel()
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    m = float(np.mean(x))
-    if x.size == 1:
-        return m, -math.inf, math.inf
-    se = float(np.std(x, ddof=1)) / math.sqrt(x.size)
-    if se == 0.0:
-        return m, m, m
-    q = float(stats.t.ppf(0.5 + level / 2, df=x.size - 1))
-    return m, m - q * se, m + q * se
-
-
-def fraction_ci(num, den, level: float = 0.95, n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:
-    r"""Ratio of means :math:`\bar a / \bar b` of paired per-seed samples, with a percentile
-    bootstrap CI (seeds resampled jointly; fixed generator ``seed``, so reproducible).
-
-    Used for "fraction of 1-SAM's gain recovered": ``num`` = method's gain over SGD per seed,
-    ``den`` = 1-SAM's gain over SGD per seed. Resamples whose denominator is <= 0 count as
-    an unbounded fraction (+inf/-inf by the numerator's sign), so a gain that may be zero
-    widens the CI instead of being hidden.
-    """
-    a = np.asarray(num, float).ravel()
-    b = np.asarray(den, float).ravel()
-    ok = np.isfinite(a) & np.isfinite(b)
-    return bootstrap_ci(ratio_of_means, a[ok], b[ok], level=level, n_boot=n_boot, seed=seed)
-
-
-def ratio_of_means(a, b) -> float:
-    """``mean(a) / mean(b)``; +-inf (by the sign of ``mean(a)``) when ``mean(b) <= 0``."""
-    ma, mb = float(np.mean(a)), float(np.mean(b))
-    if mb > 0:
-        return ma / mb
-    return math.inf if ma >= 0 else -math.inf
-
-
-def bootstrap_ci(stat, *samples, level: float = 0.95, n_boot: int = 4000, seed: int = 0) -> tuple[float, float, float]:
-    """Statistic ``stat(*samples)`` of paired per-seed samples (equal length), with a percentile
-    bootstrap CI: seeds resampled jointly, fixed generator ``seed`` (reproducible)."""
-    arrs = [np.asarray(s, float).ravel() for s in samples]
-    n = arrs[0].size
-    if any(a.size != n for a in arrs):
-        raise ValueError("bootstrap_ci: samples must have equal length (paired by seed)")
-    if n == 0:
-        return float("nan"), float("nan"), float("nan")
-    est = float(stat(*arrs))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    vals = np.array([stat(*[a[i] for a in arrs]) for i in idx], float)
-    vals = np.where(np.isnan(vals), -np.inf, vals)
-    return est, _quantile_inf(vals, 0.5 - level / 2), _quantile_inf(vals, 0.5 + level / 2)
-
-
-def _quantile_inf(r: np.ndarray, q: float) -> float:
-    s = np.sort(r)
-    k = min(max(int(math.floor(q * (s.size - 1) + 0.5)), 0), s.size - 1)
-    return float(s[k])
-
-
 def _fmt(x: float, digits: int) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
@@ -203,13 +138,17 @@ def _fmt(x: float, digits: int) -> str:
     return f"{x:.{digits}f}"
 
 
-def fmt_ci(est: float, lo: float, hi: float, digits: int = 3, unit: str = "") -> str:
-    """``"0.123 [0.100, 0.150]"`` (95% CI in brackets)."""
+def fmt_ci(ci, digits: int = 3, unit: str = "") -> str:
+    """``"0.123 [0.100, 0.150]"``: an interval ``(estimate, lo, hi, ...)`` (a
+    :class:`linsam.stats.MeanCI` or :class:`~linsam.stats.BootstrapCI`), 95% CI in brackets."""
+    est, lo, hi = ci[:3]
     return f"{_fmt(est, digits)}{unit} [{_fmt(lo, digits)}, {_fmt(hi, digits)}]"
 
 
-def fmt_pct_ci(est: float, lo: float, hi: float, digits: int = 1) -> str:
-    """Accuracy differences in percentage points: ``"+8.2 pp [6.9, 9.5]"``."""
+def fmt_pct_ci(ci, digits: int = 1) -> str:
+    """Accuracy differences in percentage points: ``"+8.2 pp [6.9, 9.5]"`` (``ci`` as in :func:`fmt_ci`)."""
+    est, lo, hi = ci[:3]
+
     def p(x):
         return _fmt(100 * x, digits) if x is not None and math.isfinite(x) else _fmt(x, digits)
 

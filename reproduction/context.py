@@ -12,13 +12,15 @@ reproduce_linear_quick`` gives the same numbers) and different run seeds use dis
 The SymPy proofs (derivations D1..D7) and the float64 closed-form-versus-autodiff
 comparison (C2) need no sweep; :meth:`Context.start_background` runs them in a second
 Python process while the sweeps compile and run here (2 cores), and :meth:`derivations` /
-:meth:`c2_measurement` wait for it. Without it they run in this process.
+:meth:`c2_measurement` wait for it. Without it they run in this process. The second process
+never outlives this one (``paper_checks._worker``: PR_SET_PDEATHSIG, or a parent poll).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -137,6 +139,7 @@ class Context:
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env.setdefault("JAX_PLATFORMS", "cpu")
+        env["LINSAM_PARENT_PID"] = str(os.getpid())  # the worker ends when this process ends
         self._bg = subprocess.Popen(
             [sys.executable, "-m", "paper_checks._worker", json.dumps({"c2": c2, "derivations": self.derivation_names()})],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
@@ -184,7 +187,17 @@ class Context:
             self.timings["C2 comparison"] = time.perf_counter() - t0
         return self._c2
 
+    def kill_background(self) -> None:
+        """Send SIGKILL to the background process, if one runs (safe from a signal handler)."""
+        proc = self._bg
+        if proc is not None and proc.returncode is None:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def close(self) -> None:
+        """Stop the background process (if any) and reap it."""
         if self._bg is not None:
             self._bg.kill()
             self._bg.wait()
@@ -217,20 +230,16 @@ def prop41_coefficients(config, rho: float | None = None) -> tuple[float, float]
     ``rho`` defaults to the config's ``[meta] headline_rho``, else its first rho.
     """
     import jax
-    import jax.numpy as jnp
     import numpy as np
 
     from linsam import simulate
+    from linsam.models import DLN
 
     config = config.validate()
     if rho is None:
         rho = config.meta_dict.get("headline_rho", config.rhos[0])
     rho = float(rho)
     ds, p = simulate.training_sets(config)  # the training sets and inits of every seed
-    X, t = ds.X, ds.noisy
-    Z = jnp.einsum("snd,shd->snh", X, p.W)
-    f = jnp.einsum("snh,sh->sn", Z, p.v)
-    sig = jax.nn.sigmoid(-t * f)
-    xn2 = jnp.sum(X * X, axis=-1)
-    J = jnp.sqrt(jnp.sum(Z * Z, axis=-1) + xn2 * jnp.sum(p.v * p.v, axis=-1)[:, None])
-    return float(np.mean(rho * sig * xn2 / J)), float(np.mean(rho * sig / J))
+    lam_last, lam_act = jax.vmap(DLN(hidden=config.hidden).prop41_coefficients, in_axes=(0, 0, 0, None))(
+        p, ds.X, ds.noisy, rho)
+    return float(np.mean(lam_last)), float(np.mean(lam_act))

@@ -27,8 +27,8 @@ def per_example_sam_grads(model, params, X, t, rho):
 
     def one(x, ti):
         g = jax.grad(rules.example_loss, argnums=1)(model, params, x, ti)
-        eps = jax.tree_util.tree_map(lambda a: rho * a, rules.safe_normalize(g))
-        g_sam = jax.grad(rules.example_loss, argnums=1)(model, jax.tree_util.tree_map(jnp.add, params, eps), x, ti)
+        eps = rules.perturbation(model, params, x, ti, rho)  # rho grad/||grad||, 0 where grad = 0
+        g_sam = jax.grad(rules.example_loss, argnums=1)(model, rules.tree_add(params, eps), x, ti)
         return g, g_sam
 
     return jax.vmap(one)(X, t)

@@ -14,7 +14,8 @@ Protocol (enforced here, not only described):
 Statistics: the peak (early-stopped) test accuracy of every run; seeds are paired across
 methods (same data and initialisation), so gains are per-seed differences with a
 Student-t 95% interval; the fraction of 1-SAM's gain recovered by another method is a ratio
-of mean gains with a paired bootstrap percentile interval (10,000 resamples, fixed seed).
+of mean gains with a paired bootstrap percentile interval (10,000 resamples, fixed seed)
+(:mod:`linsam.stats`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from linsam._src.simulate import SweepResult, _atomic_write, mean_classifier_accuracy
-from linsam._src.theory import early_stopping, mean_ci
+from linsam._src.theory import early_stopping
+from linsam.stats import mean_ci, ratio_of_means_ci
 
 LABELS = {
     "gd": "GD",
@@ -61,7 +63,7 @@ def _cell(text: str) -> str:
 def _fmt_ci(ci, pct=True, signed=False):
     f = 100.0 if pct else 1.0
     sign = "+" if signed else ""
-    if np.isnan(ci.lo):
+    if not np.isfinite(ci.lo):
         return f"{ci.mean * f:{sign}.2f}"
     return f"{ci.mean * f:{sign}.2f} [{ci.lo * f:{sign}.2f}, {ci.hi * f:{sign}.2f}]"
 
@@ -74,16 +76,9 @@ def select_rho(res: SweepResult, method: str, baseline: str = "gd") -> float:
     return float(res.axes["rho"][int(np.nanargmax(gain))])
 
 
-def bootstrap_ratio(num, den, *, level=0.95, reps=10_000, seed=0):
-    """mean(num)/mean(den) with a paired percentile bootstrap interval over seeds."""
-    num, den = np.asarray(num, float), np.asarray(den, float)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, num.size, size=(reps, num.size))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        boots = num[idx].mean(1) / den[idx].mean(1)
-        point = num.mean() / den.mean()
-    lo, hi = np.nanpercentile(boots, [50 * (1 - level), 50 * (1 + level)])
-    return float(point), float(lo), float(hi)
+def bootstrap_ratio(num, den):
+    """mean(num)/mean(den) with a paired percentile bootstrap interval over seeds (10,000 resamples)."""
+    return ratio_of_means_ci(num, den, n_resamples=10_000)
 
 
 def _setting(res: SweepResult) -> str:
@@ -319,7 +314,7 @@ def _dln_section(regime, g, lines, summary):
             gain = mean_ci(x - b) if m != base else None
             frac = "-"
             if has_one and m != base:
-                p, lo, hi = bootstrap_ratio(x - b, one)
+                p, lo, hi, _ = bootstrap_ratio(x - b, one)
                 frac = f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
             matched = "-"
             if has_one and m != base:
@@ -543,7 +538,7 @@ def write_report(results_dir: str | os.PathLike, out: str | os.PathLike, *, comm
 
 def regime_configs() -> list[str]:
     """Shipped configs that belong to the regime map (``meta.regime`` set), selection first."""
-    from linsam._src.simulate import load_config, shipped_configs
+    from linsam._src.configs import load_config, shipped_configs
 
     names = []
     for name in shipped_configs():

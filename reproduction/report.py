@@ -17,7 +17,7 @@ from typing import Any
 
 import linsam
 from linsam._src.atomic import write_text_atomic
-from reproduction._result import FAILS, HOLDS, NOT_RUN, ClaimResult, _jsonable
+from reproduction._result import FAILS, HOLDS, NOT_COMPARABLE, NOT_RUN, ClaimResult, _jsonable
 
 __all__ = ["Run", "write_atomic", "claims_table", "render_markdown", "write_report"]
 
@@ -60,7 +60,7 @@ def _cell(text: Any) -> str:
 
 
 def _verdict(c: ClaimResult) -> str:
-    v = {HOLDS: "**holds**", FAILS: "**FAILS**", NOT_RUN: "not run here"}[c.verdict]
+    v = {HOLDS: "**holds**", FAILS: "**FAILS**", NOT_RUN: "not run here", NOT_COMPARABLE: "not comparable"}[c.verdict]
     return v + (" (must hold)" if c.must_hold else "")
 
 
@@ -109,7 +109,8 @@ def render_markdown(run: Run) -> str:
         "Verdicts: **holds** = the measurement establishes the claim (for a statistical claim, the 95% CI over "
         "seeds lies on the claim's side); **FAILS** = it does not (the estimate contradicts the claim, or the CI is "
         "too wide to tell: the measured text says which); *not run here* = no measurement on this machine (never "
-        "counted as holding). CIs: Student-t over seeds for paired differences, percentile bootstrap over seeds "
+        "counted as holding); *not comparable* = measured, but in a setting other than the paper's (the measured text "
+        "says why; never counted as holding or failing). CIs: Student-t over seeds for paired differences, percentile bootstrap over seeds "
         "for fractions. Must-hold claims decide the exit status; the others are reported measurements.",
         "",
     ]
@@ -145,8 +146,8 @@ def render_markdown(run: Run) -> str:
                      f"(from {c.seed_offset}) | {c.n}, {c.data.d} | {c.steps} | {c.lr:g} | {c.init_scale:g} | {nz} | "
                      f"{t:.1f} s |")
     lines += ["", "## Rerun a part with your own settings", "",
-              "- `linsam check C4 --quick --config my_c4.toml`: settings as in `linsam/configs/paper/checks_c4.toml` "
-              "(tables `[common]`, `[tiny]`, `[quick]`, `[full]`, or flat keys).",
+              "- `linsam check C4 --quick --config my_c4.toml`: settings as in the `[C4]` entry of "
+              "`linsam/configs/paper/checks.toml` (tables `[common]`, `[tiny]`, `[quick]`, `[full]`, or flat keys).",
               "- `linsam figures F2 --full --out DIR --config my_f2.toml`; `linsam reproduce --config C4=my_c4.toml`.",
               "- `linsam simulate --config reproduce_linear_quick`: one sweep on its own.", "",
               "## Timings", "", "| step | seconds |", "|---|---|"]

@@ -6,12 +6,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from linsam import dln, logreg, rules, softmax
+from linsam import rules
+from linsam.models import DLN, DLNParams, LogReg, Softmax
 
 # (n, d, h): includes n = 1, d = 1, h = 1 (each new shape costs a compile of every rule).
 SHAPES = [(7, 5, 3), (1, 3, 1), (5, 1, 2)]
 K = 3  # classes for the softmax model
 RHOS = [0.05, 0.7]
+MODELS = ("logreg", "softmax", "dln")
 
 
 def tree_rel_err(a, b) -> float:
@@ -25,32 +27,37 @@ def tree_rel_err(a, b) -> float:
 
 
 def make_problem(model_name: str, key, n: int, d: int, h: int, margin_scale: float = 1.0, dtype=jnp.float64):
-    """Returns (closed-form module, generic Model, params, X, t)."""
+    """Returns (model definition, params, X, t)."""
     kx, kt, kp = jax.random.split(key, 3)
     X = jax.random.normal(kx, (n, d), dtype)
     if model_name == "logreg":
         t = jnp.where(jax.random.bernoulli(kt, 0.5, (n,)), 1.0, -1.0).astype(dtype)
-        w = margin_scale * jax.random.normal(kp, (d,), dtype)
-        return logreg, logreg.MODEL, w, X, t
+        return LogReg(), margin_scale * jax.random.normal(kp, (d,), dtype), X, t
     if model_name == "dln":
         t = jnp.where(jax.random.bernoulli(kt, 0.5, (n,)), 1.0, -1.0).astype(dtype)
-        p = dln.init(kp, d, h, scale=1.0, dtype=dtype)
+        model = DLN(hidden=h)
+        p = model.init(kp, d, scale=1.0, dtype=dtype)
         # margin_scale multiplies f: scale both layers by sqrt(margin_scale).
         s = np.sqrt(margin_scale)
-        return dln, dln.MODEL, dln.DLNParams(s * p.v, s * p.W), X, t
+        return model, DLNParams(s * p.v, s * p.W), X, t
     if model_name == "softmax":
         t = jax.random.randint(kt, (n,), 0, K)
-        W = margin_scale * jax.random.normal(kp, (K, d), dtype)
-        return softmax, softmax.make_model(K), W, X, t
+        return Softmax(K), margin_scale * jax.random.normal(kp, (K, d), dtype), X, t
     raise ValueError(model_name)
 
 
-MODELS = ("logreg", "softmax", "dln")
+def make_method(name, rho, lam_last=0.3, lam_act=0.2, chunk_size=None) -> rules.Method:
+    """The method value of ``name`` with the hyper-parameters it takes."""
+    return rules.method(name, rho=rho, lam_last=lam_last, lam_act=lam_act, chunk_size=chunk_size, ignore_extra=True)
 
 
-def closed_direction(module, method, params, X, t, rho, lam_last=0.3, lam_act=0.2):
-    return module.direction(method, params, X, t, rho=rho, lam_last=lam_last, lam_act=lam_act)
+def closed_direction(model, method, params, X, t, rho, lam_last=0.3, lam_act=0.2):
+    """The validated dispatch (the model's closed form)."""
+    return rules.direction(make_method(method, rho, lam_last, lam_act), model, params, X, t)
 
 
 def autodiff_direction(model, method, params, X, t, rho, lam_last=0.3, lam_act=0.2, chunk_size=None):
-    return rules.direction(method, model, params, X, t, rho=rho, lam_last=lam_last, lam_act=lam_act, chunk_size=chunk_size)
+    """The generic autodiff path (ignores the closed forms)."""
+    m = make_method(method, rho, lam_last, lam_act, chunk_size)
+    rules.validate_inputs(model, params, X, t, m)
+    return m.autodiff(model, params, X, t)

@@ -2,7 +2,8 @@
 
 Timings are never asserted (machines are noisy): only that every section, every target row
 and every table is there and well-formed, and that the NumPy baseline the speedups are
-measured against follows the same trajectory as the fast sweep (exact tier, float64).
+measured against follows the same trajectory and metrics as the engine (float64, rtol 1e-10:
+the same arithmetic in another order).
 """
 
 import os
@@ -14,19 +15,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from linsam import fastsweep as fs
+from linsam import simulate as sim
 from linsam._src import benchmark
 
 SECTIONS = [
     "## Machine",
     "## Targets",
     "## Machine limits (measured in this run)",
-    "## Linear 1-SAM sweeps",
+    "## The default workload through `linsam.simulate`",
     "## NumPy per-run loop",
+    "## The rho sweep",
     "## Closed form vs generic autodiff",
-    "## Scaling",
-    "## Peak memory of the default sweep",
-    "## Profile of one float32 step",
+    "## Peak memory of the default workload",
     "## How the numbers are counted",
 ]
 
@@ -87,11 +87,8 @@ def test_targets_table(tiny):
     assert targets[0] == ["target", "dtype", "form", "measured", "goal", "met"]
     rows = targets[1:]
     names = [r[0] for r in rows]
-    for dt in ("float32", "float64"):
-        assert any(r[0].startswith("(a)") and r[1] == dt for r in rows)
-        assert any(r[0].startswith("(b)") and r[1] == dt for r in rows)
-        assert any(r[0].startswith("(c) sweep (a)") and r[1] == dt and r[2] == "primal" for r in rows)
-        assert any(r[0].startswith("(c) sweep (b)") and r[1] == dt and r[2] == "primal" for r in rows)
+    assert [r[2] for r in rows if r[0].startswith("default workload")][:2] == ["auto (dual)", "primal (primal)"]
+    assert any(r[0].startswith("rho sweep") and r[1] == "float32" for r in rows)
     assert any(n.startswith("closed form vs autodiff, 1-SAM logistic") for n in names)
     for r in rows:
         assert re.match(r"^\d+(\.\d+)?x?( \(.*\))?$", r[3]), f"unparseable measurement {r[3]!r}"
@@ -104,38 +101,33 @@ def test_result_numbers_are_positive_and_finite(tiny):
         g = res["limits"][f"gemm_{dt}"]
         assert g["limit"] > 0 and np.isfinite(g["limit"])
     assert res["limits"]["copy"]["limit"] > 0
-    kinds = {(r["sweep"], r["dtype"], r["variant"]) for r in res["sweeps"]}
-    for dt in ("float32", "float64"):
-        assert {("a", dt, "primal"), ("b", dt, "streaming"), ("b", dt, "primal")} <= kinds
-    for r in res["sweeps"]:
-        assert r["per_step"] > 0 and r["flops"] > 0 and r["bytes"] > 0
-    for r in res["numpy"]:
-        assert r["speedup_primal"] > 0
-    assert [r["rule"] for r in res["autodiff"]] == ["1-SAM logistic", "1-SAM logistic, sweep step", "1-SAM DLN", "J-SAM DLN"]
-    assert [r["axis"] for r in res["scaling"]] == ["n", "d", "R"]
-    assert all(np.isfinite(r["exponent"]) for r in res["scaling"])
-    mem = res["memory"]
-    assert mem["rss_after"] >= mem["rss_before"] > 0 and mem["data_bytes"] > 0
+    assert {(r["dtype"], r["form"]) for r in res["rho"]} == {(d, f) for d in ("float32", "float64")
+                                                             for f in ("primal", "auto")}
+    for r in res["rho"] + res["default"]["rows"]:
+        assert r["warm"] > 0 and r["cold"] > 0
+    assert res["numpy"]["total"] > 0
+    assert [r["rule"] for r in res["autodiff"]] == ["1-SAM logistic", "1-SAM DLN", "J-SAM DLN"]
+    d = res["default"]
+    assert d["rss_after"] >= d["rss_before"] > 0 and d["estimate"]["host"] > 0
 
 
-@pytest.mark.parametrize("shared", [True, False])
-def test_numpy_baseline_follows_the_fast_sweep(shared):
-    """The NumPy loop (the speedup baseline) does the same steps and metrics: float64, rtol 1e-10."""
-    X, t, noisy = benchmark.make_data(5, None if shared else 3, 20, 12, "float64")
-    rho = np.array([0.0, 0.2, 0.7])
-    kw = dict(lr=0.5, steps=12, record_every=4)
-    if shared:
-        fast = fs.logreg_sweep(X, t, rho, noisy=noisy, **kw)
-        w, ms = benchmark.numpy_reference_sweep(X, t, rho, 0.5, 12, 4, noisy)
-        fw, fm = fast.w, fast.metrics
-    else:
-        fast = fs.logreg_sweep(X, t, [0.2], noisy=noisy, **kw)  # seed sweep: one run per dataset
-        w, ms = benchmark.numpy_reference_sweep(X, t, np.full(3, 0.2), 0.5, 12, 4, noisy)
-        fw, fm = fast.w[:, 0], {k: v[:, 0] for k, v in fast.metrics.items()}
-    np.testing.assert_allclose(fw, w, rtol=1e-10, atol=1e-13)
-    assert set(ms) == set(fm)
+def test_numpy_baseline_follows_the_engine():
+    """The NumPy loop (the speedup baseline) trains the same runs and records the same metrics
+    as ``simulate``: float64, rtol 1e-10."""
+    from simcases import TINY
+
+    cfg = TINY.replace(num_seeds=1, seed_chunk=0)
+    ms, times = benchmark.numpy_simulate(cfg)
+    res = sim.simulate(cfg)
+    assert len(times) == 2 and set(ms) == set(res.metrics)
     for k in ms:
-        np.testing.assert_allclose(fm[k], ms[k], rtol=1e-10, atol=1e-13, err_msg=k)
+        np.testing.assert_allclose(ms[k], res.metrics[k], rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+def test_default_workload_is_the_issue_workload():
+    cfg = benchmark.default_workload(benchmark.BenchConfig.full())
+    assert (cfg.methods, cfg.rhos, cfg.num_seeds, cfg.dtype) == (("gd", "one_sam"), (4.0, 12.0), 4, "float32")
+    assert (cfg.n, cfg.data.d, cfg.steps) == (500, 2000, 3000)
 
 
 def test_cli_registration():

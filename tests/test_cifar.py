@@ -18,6 +18,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from linsam import rules  # noqa: E402
+from linsam.models import Generic  # noqa: E402
 from linsam.cifar import data as cdata  # noqa: E402
 from linsam.cifar import presets  # noqa: E402
 from linsam.cifar import resnet  # noqa: E402
@@ -55,7 +56,7 @@ def synthetic(seed=0, n_train=32, n_test=16, size=8, easy=False):
     return cdata.CIFAR10(x_tr, y_tr, x_te, y_te, "synthetic", f"synthetic:{seed}:{easy}", "jpeg")
 
 
-def tiny_config(method="sgd", **kw):
+def tiny_config(method="gd", **kw):
     base = dict(method=method, noise_rate=0.25, epochs=1, batch_size=16, lr=0.05, width=4, depth=6,
                 chunk_size=8, eval_batch_size=16, eval_train_size=None, log_every=100, rho=0.05)
     base.update(kw)
@@ -78,13 +79,19 @@ METRIC_KEYS = ("test_acc", "test_loss", "train_acc", "train_loss", "train_acc_cl
 
 @pytest.mark.parametrize(
     "method,norm",
-    [("sgd", "layer"), ("nsam", "batch"), ("one_sam", "layer"), ("lsam", "group"), ("jsam", "layer"),
-     ("jreg", "layer"), ("reg", "layer")],
+    [("gd", "layer"), ("nsam", "batch"), ("one_sam", "layer"), ("lsam", "group"), ("jsam", "layer"),
+     ("jreg", "layer"), ("jreg_fixed", "layer")],
 )
 def test_every_method_trains_two_steps(tmp_path, method, norm):
     cfg = tiny_config(method, norm=norm)
     res = T.run_method(cfg, T.prepare_data(synthetic(), cfg), tmp_path, verbose=False)
-    assert res["status"] == "completed" and res["rule"] == T.RULE_OF_METHOD[method]
+    assert res["status"] == "completed" and res["method"] == method
+    cls = rules.METHOD_CLASSES[method]
+    assert set(res["hyper"]) == set(cls._leaves + cls._static), res["hyper"]  # the method value's fields
+    if cls.uses_rho:
+        assert res["hyper"]["rho"] == pytest.approx(0.05, rel=1e-7)  # a float32 leaf
+    if "chunk_size" in cls._static:
+        assert res["hyper"]["chunk_size"] == 8
     assert res["steps_per_epoch"] == 2 and len(res["epochs"]) == 1
     ep = res["epochs"][0]
     for k in METRIC_KEYS:
@@ -104,8 +111,9 @@ def test_every_method_trains_two_steps(tmp_path, method, norm):
         means = [np.asarray(a) for p, a in jax.tree_util.tree_flatten_with_path(state.batch_stats)[0]
                  if "mean" in jax.tree_util.keystr(p)]
         assert means and max(float(np.abs(m).max()) for m in means) > 0
-    if method == "reg":
+    if method == "jreg_fixed":
         assert res["lam_last"] > 0 and res["lam_act"] > 0 and np.isfinite(res["lam_last"] + res["lam_act"])
+        assert res["hyper"]["lam_last"] == pytest.approx(res["lam_last"], rel=1e-6)  # the calibrated leaves
 
 
 def _close_f32(a, b, what):
@@ -130,7 +138,7 @@ def test_trainer_step_is_the_linsam_rule_and_chunking_is_exact(tmp_path):
     prep = T.prepare_data(synthetic(), cfg)
     T.run_method(cfg, prep, tmp_path, verbose=False)
     trainer, trained = _trained_state(cfg, tmp_path)
-    model = T.rules_model(T._net_spec(trainer.spec))
+    model = T.rule_model(T.rule_spec(trainer.spec))
     params = trainer.init_state().params
     idx, *_ = trainer.epoch_plan(0)
     x, y, mean, std = trainer.device_data
@@ -147,11 +155,28 @@ def test_trainer_step_is_the_linsam_rule_and_chunking_is_exact(tmp_path):
         _close_f32(a, b, "trainer (1-SAM chunk 8) vs params - lr * rules.one_sam (unchunked)")
 
 
+def test_rho_and_lambdas_are_traced_leaves_not_compiled_in(tmp_path):
+    """rho and the regulariser coefficients are leaves of the method value, arguments of the
+    compiled step: a run at another value compiles no new training program, and trains
+    differently (the value reached the step)."""
+    prep = T.prepare_data(synthetic(), tiny_config())
+    for method, a, b in (("one_sam", dict(rho=0.05), dict(rho=0.5)),
+                         ("jreg_fixed", dict(lam_last=0.1, lam_act=0.1), dict(lam_last=2.0, lam_act=3.0))):
+        first = T.run_method(tiny_config(method, **a), prep, tmp_path / f"{method}_a", verbose=False)
+        n0 = len(T.COMPILE_EVENTS)
+        second = T.run_method(tiny_config(method, **b), prep, tmp_path / f"{method}_b", verbose=False)
+        assert [e for e in T.COMPILE_EVENTS[n0:] if e[0] == "train"] == [], f"{method}: recompiled for {b}"
+        assert second["compile"]["train_programs"] == 0
+        assert first["epochs"][0]["train_loss"] != second["epochs"][0]["train_loss"], method
+        for k, v in b.items():
+            assert second["hyper"][k] == pytest.approx(v, rel=1e-7)
+
+
 def test_loss_falls_on_an_easy_task(tmp_path):
     """Each class a flat colour: 8 SGD steps must lower the training loss at every epoch
     (measured on this setup: 2.48 at init -> 2.21 after 8 steps; a sign or wiring error
     raises it)."""
-    cfg = tiny_config("sgd", noise_rate=0.0, epochs=4, lr=0.1, schedule="constant")
+    cfg = tiny_config("gd", noise_rate=0.0, epochs=4, lr=0.1, schedule="constant")
     prep = T.prepare_data(synthetic(easy=True), cfg)
     trainer = T.Trainer(T.validate_config(cfg), prep)
     loss0 = trainer.evaluate(trainer.init_state())["train_loss"]
@@ -162,25 +187,27 @@ def test_loss_falls_on_an_easy_task(tmp_path):
 
 
 def test_resume_after_interruption_repeats_the_uninterrupted_run(tmp_path, monkeypatch):
-    cfg = tiny_config("sgd", epochs=3, schedule="cosine")
+    cfg = tiny_config("gd", epochs=3, schedule="cosine")
     prep = T.prepare_data(synthetic(), cfg)
     ref = T.run_method(cfg, prep, tmp_path / "a", verbose=False)
 
     calls = {"n": 0}
     real_train_epoch = T.Trainer.train_epoch
 
-    def crashing(self, state, epoch, progress=None):
+    def crashing(self, state, epoch, progress=None, **kw):
         if epoch == 2:
             calls["n"] += 1
-            raise KeyboardInterrupt("simulated kill during epoch 3")
-        return real_train_epoch(self, state, epoch, progress)
+            raise KeyboardInterrupt("simulated Ctrl-C during epoch 3")
+        return real_train_epoch(self, state, epoch, progress, **kw)
 
     monkeypatch.setattr(T.Trainer, "train_epoch", crashing)
     with pytest.raises(KeyboardInterrupt):
         T.run_method(cfg, prep, tmp_path / "b", verbose=False)
     assert calls["n"] == 1
     partial = json.loads((tmp_path / "b" / "results.json").read_text())
-    assert partial["status"] == "running" and len(partial["epochs"]) == 2
+    # issue 14.5: Ctrl-C leaves "interrupted" (docs/cifar.md), not "running"
+    assert partial["status"] == "interrupted" and len(partial["epochs"]) == 2
+    assert partial["stop_reason"] == "KeyboardInterrupt"
     monkeypatch.setattr(T.Trainer, "train_epoch", real_train_epoch)
     res = T.run_method(cfg, prep, tmp_path / "b", verbose=False)
     assert res["status"] == "completed" and len(res["epochs"]) == 3
@@ -200,22 +227,22 @@ def test_resume_after_interruption_repeats_the_uninterrupted_run(tmp_path, monke
 
 
 def test_run_aggregates_methods_and_plots(tmp_path):
-    cfgs = [tiny_config("sgd", epochs=2), tiny_config("one_sam", epochs=2)]
+    cfgs = [tiny_config("gd", epochs=2), tiny_config("one_sam", epochs=2)]
     agg = T.run(cfgs, tmp_path, dataset=synthetic(), verbose=False, plot=True)
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["methods"].keys() == {"sgd", "one_sam"} and saved["linsam_version"] and saved["comparable"]
+    assert saved["methods"].keys() == {"gd", "one_sam"} and saved["linsam_version"] and saved["comparable"]
     for r in saved["methods"].values():
         accs = [e["test_acc"] for e in r["epochs"]]
         assert r["peak_test_acc"] == max(accs) and r["epochs"][r["peak_epoch"] - 1]["test_acc"] == max(accs)
         assert r["status"] == "completed" and r["completed_epochs"] == 2
-    assert saved["gaps"]["one_sam_minus_sgd"] == pytest.approx(
-        saved["methods"]["one_sam"]["peak_test_acc"] - saved["methods"]["sgd"]["peak_test_acc"])
+    assert saved["gaps"] == {"one_sam_minus_gd": pytest.approx(
+        saved["methods"]["one_sam"]["peak_test_acc"] - saved["methods"]["gd"]["peak_test_acc"])}
     assert (tmp_path / "curves.png").stat().st_size > 1000
-    assert agg["methods"]["sgd"]["config"]["method"] == "sgd"
+    assert agg["methods"]["gd"]["config"]["method"] == "gd"
     c8 = pytest.importorskip("paper_checks.c8_cifar")  # the reader of this file (claim C8)
     read = c8.read_results(saved, "results.json")
     assert read["available"] and read["methods"]["one_sam"]["peak"] == saved["methods"]["one_sam"]["peak_test_acc"]
-    assert read["methods"]["sgd"]["realised"] == 0.25
+    assert read["methods"]["gd"]["realised"] == 0.25
 
 
 def _jit_fast(fn, *args):
@@ -236,14 +263,15 @@ def test_resnet18_shapes_params_and_bf16():
     f16 = _jit_fast(lambda v, x: net16.apply(v, x), v, x)
     assert f32.shape == (2, 10) and f32.dtype == jnp.float32 and f16.dtype == jnp.float32
     np.testing.assert_allclose(f16, f32, rtol=0.1, atol=0.05 * float(jnp.max(jnp.abs(f32))))
-    model = resnet.make_rules_model(net32)
+    model = resnet.make_model(net32)
+    assert isinstance(model, Generic) and model.num_classes == 10
     one = _jit_fast(lambda p, x: (model.apply(p, x), model.features(p, x)), v["params"], x[0].astype(jnp.float32))
     np.testing.assert_allclose(one[0], f32[0], rtol=1e-5, atol=1e-6)  # per-example apply == batched apply
     assert one[1].shape == (8,)
 
 
 def test_batchnorm_has_no_per_example_apply():
-    model = resnet.make_rules_model(resnet.ResNet18(width=4, norm="batch", stage_sizes=(1,)))
+    model = resnet.make_model(resnet.ResNet18(width=4, norm="batch", stage_sizes=(1,)))
     with pytest.raises(ValueError, match="per-example"):
         model.apply({}, jnp.zeros((8, 8, 3)))
     with pytest.raises(ValueError, match="--norm"):
@@ -262,9 +290,13 @@ def test_config_validation_names_the_flag():
     for field, (value, flag) in bad.items():
         with pytest.raises(ValueError, match=flag):
             T.validate_config(tiny_config(**{field: value}))
-    with pytest.raises(ValueError, match="--method"):
-        T.validate_config(tiny_config("adam"))
-    assert T.canonical_method("1-SAM") == "one_sam" and T.canonical_method("regularizer") == "reg"
+    assert T.METHODS == rules.METHODS == ("gd", "nsam", "one_sam", "lsam", "jsam", "jreg", "jreg_fixed")
+    allowed = "use one of gd, nsam, one_sam, lsam, jsam, jreg, jreg_fixed"
+    for old in ("adam", "sgd", "reg", "1-SAM", "sam", "regularizer", "GD", ""):  # the old names and aliases are gone
+        with pytest.raises(ValueError, match=f"--method: unknown method '{old}'; {allowed}") as err:
+            T.validate_config(tiny_config(old))
+        assert "SGD is 'gd'" in str(err.value)
+    assert T.validate_config(tiny_config(" one_sam ")).method == "one_sam"
     for name in presets.PRESETS:
         fields = presets.preset_fields(name)
         for m in presets.PRESETS[name]["methods"]:
@@ -280,7 +312,7 @@ def test_config_validation_names_the_flag():
 def _cli(argv):
     import argparse
 
-    from linsam._src import cli_cifar
+    from linsam.cli import cifar as cli_cifar
 
     parser = argparse.ArgumentParser(prog="linsam")
     cli_cifar.register(parser.add_subparsers(dest="command"))
@@ -292,8 +324,9 @@ def _cli(argv):
     "extra,needle",
     [
         (["--noise", "1.5"], "--noise"),
-        (["--method", "sgd,adam"], "--method"),
-        (["--method", "sgd,gd"], "twice"),
+        (["--method", "gd,adam"], "--method"),
+        (["--method", "sgd"], "unknown method 'sgd'; use one of gd, nsam, one_sam, lsam, jsam, jreg, jreg_fixed"),
+        (["--method", "gd,gd"], "twice"),
         (["--epochs", "0"], "--epochs"),
         (["--method", "one_sam", "--norm", "batch"], "--norm"),
         (["--preset", "huge"], "--preset"),
@@ -312,8 +345,11 @@ def test_cli_refuses_bad_arguments_before_work(tmp_path, capsys, extra, needle):
 def test_cli_corrupt_data_file(tmp_path, capsys):
     bad = tmp_path / "cifar.tar.gz"
     bad.write_bytes(b"\x1f\x8b" + b"nonsense" * 50)
-    assert _cli(["cifar", "--data", str(bad), "--out", str(tmp_path / "o")]) == 2
+    out, work = tmp_path / "o" / "deeper", tmp_path / "w"
+    assert _cli(["cifar", "--data", str(bad), "--out", str(out), "--work-dir", str(work)]) == 2
     assert "cifar.tar.gz" in capsys.readouterr().err
+    # issue 14.7: a data error leaves no (empty) output directory behind
+    assert not (tmp_path / "o").exists() and not work.exists()
 
 
 def test_cli_end_to_end_on_a_tiny_jpeg_archive(tmp_path, monkeypatch, capsys):
@@ -322,15 +358,15 @@ def test_cli_end_to_end_on_a_tiny_jpeg_archive(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LINSAM_CACHE_DIR", str(tmp_path / "cache"))
     arch = make_jpeg_tar(tmp_path / "tiny.tar.gz", n_train=4, n_test=2)
     out = tmp_path / "run"
-    argv = ["cifar", "--preset", "tiny", "--method", "sgd", "--data", str(arch), "--out", str(out), "--width", "4",
+    argv = ["cifar", "--preset", "tiny", "--method", "gd", "--data", str(arch), "--out", str(out), "--width", "4",
             "--depth", "6", "--batch-size", "16", "--train-subset", "32", "--epochs", "2", "--eval-batch-size", "32",
             "--stop-after", "1", "--no-plot"]
     assert _cli(argv) == 0
-    first = json.loads((out / "results.json").read_text())["methods"]["sgd"]
+    first = json.loads((out / "results.json").read_text())["methods"]["gd"]
     assert first["status"] == "interrupted" and first["completed_epochs"] == 1
     assert _cli(argv[:-3] + ["--no-plot"]) == 0  # resumes
     agg = json.loads((out / "results.json").read_text())
-    r = agg["methods"]["sgd"]
+    r = agg["methods"]["gd"]
     assert r["status"] == "completed" and r["completed_epochs"] == 2 and r["preset"] == "tiny"
     assert r["data"]["n_train"] == 32 and r["data"]["realised_rate"] == pytest.approx(9 / 32)
     assert "resuming after epoch 1" in capsys.readouterr().out

@@ -29,6 +29,7 @@ from derivations import d5_dln_jsam as d5
 from derivations import d6_dln_one_sam as d6
 from derivations import d7_softmax_one_sam as d7
 from linsam import cli, dln, logreg, rules, softmax
+from core_cases import autodiff_direction, closed_direction
 
 RTOL = 1e-10  # exact identity, float64
 
@@ -246,13 +247,14 @@ def test_d4_linear_variants_match_logreg_and_autodiff(getkey):
         want = logreg.gd(w, X, t) if name == "gd" else getattr(logreg, name)(w, X, t, rho)
         close(d4.binary_rule(name, w, X, t, eps), want, f"D4 {name} vs logreg.{name}")
         if name != "gd":
-            auto = getattr(rules, name)(logreg.MODEL, w, X, t, rho)
-            close(d4.binary_rule(name, w, X, t, eps), auto, f"D4 {name} vs rules.{name} (autodiff)")
+            auto = autodiff_direction(logreg.MODEL, name, w, X, t, rho)
+            close(d4.binary_rule(name, w, X, t, eps), auto, f"D4 {name} vs {name} autodiff")
     model = softmax.make_model(4)
     W, Xs = normal(getkey(), (4, 3)), normal(getkey(), (n, 3))
     ts = jnp.asarray(np.asarray(jax.random.randint(getkey(), (n,), 0, 4)))
-    close(rules.lsam(model, W, Xs, ts, rho), rules.one_sam(model, W, Xs, ts, rho), "softmax autodiff L-SAM vs 1-SAM")
-    close(rules.jsam(model, W, Xs, ts, rho), rules.gd(model, W, Xs, ts), "softmax autodiff J-SAM vs GD")
+    auto = lambda name: autodiff_direction(model, name, W, Xs, ts, rho)  # noqa: E731
+    close(auto("lsam"), auto("one_sam"), "softmax autodiff L-SAM vs 1-SAM")
+    close(auto("jsam"), auto("gd"), "softmax autodiff J-SAM vs GD")
 
 
 def _dln_point(getkey, n, h=d5.H, d=d5.DIM, scale=1.0):
@@ -265,27 +267,38 @@ def _flat(p):
     return np.concatenate([np.ravel(p.v), np.ravel(p.W)])
 
 
+def _dln(name, params, X, t, rho=0.0):
+    """The DLN's closed-form direction of the named rule (validated entry)."""
+    return closed_direction(dln.MODEL, name, params, X, t, rho)
+
+
+def _remainder(params, X, t, rho):
+    """D6's R = 1-SAM - L-SAM - J-SAM + GD from the DLN closed forms."""
+    return (_flat(_dln("one_sam", params, X, t, rho)) - _flat(_dln("lsam", params, X, t, rho))
+            - _flat(_dln("jsam", params, X, t, rho)) + _flat(_dln("gd", params, X, t)))
+
+
 def test_d5_jsam_matches_dln(getkey):
     n, rho = 6, 0.35
     params, v, W, X, t = _dln_point(getkey, n)
     jsam = d5.per_example("jsam", v, W, X, t, rho).mean(axis=0)
-    close(jsam, _flat(dln.jsam(params, X, t, rho)), "D5 J-SAM vs dln.jsam")
-    close(jsam, _flat(dln.jreg(params, X, t, rho)), "D5 J-SAM vs dln.jreg")
-    close(jsam, _flat(rules.jsam(dln.MODEL, params, X, t, rho)), "D5 J-SAM vs rules.jsam (autodiff)")
-    close(d5.per_example("gd", v, W, X, t, rho).mean(axis=0), _flat(dln.gd(params, X, t)), "D5 GD vs dln.gd")
+    close(jsam, _flat(_dln("jsam", params, X, t, rho)), "D5 J-SAM vs DLN closed form")
+    close(jsam, _flat(_dln("jreg", params, X, t, rho)), "D5 J-SAM vs DLN closed-form J-reg")
+    close(jsam, _flat(autodiff_direction(dln.MODEL, "jsam", params, X, t, rho)), "D5 J-SAM vs JSAM autodiff")
+    close(d5.per_example("gd", v, W, X, t, rho).mean(axis=0), _flat(_dln("gd", params, X, t)), "D5 GD vs DLN GD")
     close(d5.per_example("J", v, W, X, t, rho), dln.jacobian_norm(params, X), "D5 J vs dln.jacobian_norm")
     extra = d5.per_example("extra", v, W, X, t, rho).mean(axis=0)
     penalty_grad = jax.grad(lambda p: dln.jsam_penalty(p, X, t, rho))(params)
     close(extra, _flat(penalty_grad), "D5 rho sg(sigma) grad J vs grad of dln.jsam_penalty")
-    close(jsam - extra, _flat(dln.gd(params, X, t)), "D5 J-SAM - extra vs GD")
+    close(jsam - extra, _flat(_dln("gd", params, X, t)), "D5 J-SAM - extra vs GD")
 
 
 def test_d5_zero_network_convention():
     params = dln.DLNParams(v=jnp.zeros(2), W=jnp.zeros((2, 3)))
     X, t = jnp.ones((3, 3)), jnp.array([1.0, -1.0, 1.0])
     for name in ("one_sam", "lsam", "jsam", "jreg"):
-        out = _flat(getattr(dln, name)(params, X, t, 0.5))
-        assert np.all(np.isfinite(out)) and np.allclose(out, 0.0), f"dln.{name} at the zero network"
+        out = _flat(_dln(name, params, X, t, 0.5))
+        assert np.all(np.isfinite(out)) and np.allclose(out, 0.0), f"DLN {name} at the zero network"
 
 
 def test_d6_perturbed_logit_and_remainder_match_dln(getkey):
@@ -293,10 +306,9 @@ def test_d6_perturbed_logit_and_remainder_match_dln(getkey):
     params, v, W, X, t = _dln_point(getkey, n)
     close(d6.per_example("f_eps", v, W, X, t, rho), dln.perturbed_logit(params, X, t, rho), "D6 f(w+eps) vs dln.perturbed_logit")
     close(d6.per_example("f_eps_closed", v, W, X, t, rho), dln.perturbed_logit(params, X, t, rho), "D6 closed form vs dln.perturbed_logit")
-    close(d6.per_example("one_sam", v, W, X, t, rho).mean(axis=0), _flat(dln.one_sam(params, X, t, rho)), "D6 1-SAM vs dln.one_sam")
-    close(d6.per_example("lsam", v, W, X, t, rho).mean(axis=0), _flat(dln.lsam(params, X, t, rho)), "D6 L-SAM vs dln.lsam")
-    R_lin = (_flat(dln.one_sam(params, X, t, rho)) - _flat(dln.lsam(params, X, t, rho))
-             - _flat(dln.jsam(params, X, t, rho)) + _flat(dln.gd(params, X, t)))
+    close(d6.per_example("one_sam", v, W, X, t, rho).mean(axis=0), _flat(_dln("one_sam", params, X, t, rho)), "D6 1-SAM vs DLN")
+    close(d6.per_example("lsam", v, W, X, t, rho).mean(axis=0), _flat(_dln("lsam", params, X, t, rho)), "D6 L-SAM vs DLN")
+    R_lin = _remainder(params, X, t, rho)
     close(d6.per_example("R", v, W, X, t, rho).mean(axis=0), R_lin, "D6 R vs dln 1-SAM - L-SAM - J-SAM + GD", rtol=1e-9)
 
 
@@ -306,8 +318,7 @@ def test_d6_remainder_is_second_order_in_rho(getkey):
     rhos = np.logspace(-4, -2, 9)
 
     def remainder(rho):
-        return (_flat(dln.one_sam(params, X, t, rho)) - _flat(dln.lsam(params, X, t, rho))
-                - _flat(dln.jsam(params, X, t, rho)) + _flat(dln.gd(params, X, t)))
+        return _remainder(params, X, t, rho)
 
     norms = np.array([np.linalg.norm(remainder(r)) for r in rhos])
     slope, _ = np.polyfit(np.log(rhos), np.log(norms), 1)
@@ -330,9 +341,11 @@ def test_d7_matches_softmax(getkey):
     n, rho = 8, 0.5
     W, X = normal(getkey(), (3, 2)), normal(getkey(), (n, 2))
     t = jnp.asarray(np.asarray(jax.random.randint(getkey(), (n,), 0, 3)))
-    close(d7.one_sam_direction(W, X, np.asarray(t), rho), softmax.one_sam(W, X, t, rho), "D7 vs softmax.one_sam")
-    close(d7.one_sam_direction(W, X, np.asarray(t), rho), rules.one_sam(softmax.make_model(3), W, X, t, rho),
-          "D7 vs rules.one_sam (autodiff)")
+    model = softmax.make_model(3)
+    close(d7.one_sam_direction(W, X, np.asarray(t), rho), closed_direction(model, "one_sam", W, X, t, rho),
+          "D7 vs Softmax closed form")
+    close(d7.one_sam_direction(W, X, np.asarray(t), rho), autodiff_direction(model, "one_sam", W, X, t, rho),
+          "D7 vs OneSAM autodiff")
 
 
 def test_d7_surviving_up_weighting(getkey):

@@ -1,4 +1,4 @@
-"""Figures F1..F7: each draws in its tiny mode, is written atomically as PNG and PDF with metadata.
+"""Figures F1..F7, F9: each draws in its tiny mode, is written atomically as PNG and PDF with metadata.
 
 The tiny mode uses the tiny sweeps (3 seeds, 20 steps): the pictures are not meaningful, the
 test is that every figure computes from the library, draws, captions and saves.
@@ -59,6 +59,65 @@ def test_f3_markers_measured_by_autodiff_match_the_closed_form(ctx):
     assert data["max_rel_gap"] < 1e-4  # float32 sweep: rounding only
 
 
+def test_f2_draws_the_a_priori_prediction_of_each_curve(ctx):
+    from linsam.theory import predict_curves
+
+    cfg = ctx.settings("figures", "F2")
+    data = figures.module("F2").compute(ctx, cfg)
+    for p in data["panels"]:
+        assert p["pred"].shape == (len(p["rhos"]), len(p["steps"]))
+        np.testing.assert_array_equal(p["pred"][:, 0], 0.5)  # step 0: chance, exactly (E over w_0 of Phi)
+        j = int(np.flatnonzero(p["rhos"] == 5.0)[0])
+        direct = predict_curves(ctx.sweep_config(p["name"]), "one_sam", 5.0, **cfg["predict"])["test_acc"]
+        np.testing.assert_array_equal(p["pred"][j], np.asarray(direct, float))  # the library's numbers, not re-derived
+    doc = data["panels"][0]  # random init: the prediction resolves 1-SAM's gain and its growth with rho
+    assert np.all(np.diff(doc["pred"].max(axis=1)) > 0)
+    # tiny sweeps (n = 40, 3 seeds): a loose statistical bar on the peak error (measured 1.9 to 2.8 points)
+    assert np.max(np.abs(figures.module("F2").peak_errors(doc))) < 0.06
+    fig = figures.module("F2").draw(data, cfg)
+    dashed = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_linestyle() not in ("-", "None", "")]
+    assert len(dashed) >= 2 * len(doc["rhos"])  # one dashed prediction per curve and panel
+    assert "a-priori prediction (DMFT, dashed)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_f3_predicted_ratio_starts_at_one_and_decays_slower_for_larger_rho(ctx):
+    data = figures.module("F3").compute(ctx, ctx.settings("figures", "F3"))
+    pred = data["predicted"]
+    assert pred.shape == (len(data["rhos"]), len(data["steps"]))
+    # step 0: m_0 = 0 in the DMFT, so clean and noisy margins have one law (Monte Carlo only)
+    np.testing.assert_allclose(pred[:, 0], 1.0, atol=0.05)
+    k = int(np.flatnonzero(data["steps"] == 2)[0])  # the decaying phase (C3): larger rho, larger ratio
+    assert np.all(np.diff(pred[:, k]) > 0), pred[:, k]
+
+
+def test_predicted_is_a_read_only_memo_and_refuses_unknown_options(ctx):
+    res = ctx.sweep("reproduce_linear@tiny")
+    opts = ctx.settings("figures", "F2")["predict"]
+    a = figures.predicted(res.config, "one_sam", 0.0, opts)
+    assert figures.predicted(res.config, "gd", 0.0, opts) is a  # 1-SAM at rho = 0 is GD: one entry
+    assert figures.predicted(res.config, "one_sam", 5.0, opts) is not a
+    with pytest.raises(ValueError):
+        a["test_acc"][0] = 1.0
+    with pytest.raises(ValueError, match="num_sample"):
+        figures.predicted(res.config, "gd", 0.0, {"num_sample": 10})
+
+
+def test_f9_configs_keep_the_regime_and_reuse_the_base_sweep(ctx):
+    mod = figures.module("F9")
+    base = ctx.sweep_config("reproduce_linear@tiny")
+    cfgs = mod.configs(ctx, dict(sweep="reproduce_linear@tiny", ns=[40, 80, 160], rho=5.0))
+    assert cfgs[0] == base  # the base's own n: the cached sweep itself
+    for c in cfgs[1:]:
+        assert c.data.d == c.n // 2 and c.rhos == (0.0, 5.0) and c.num_seeds == base.num_seeds
+        assert c.data.d * c.data.sigma**2 == pytest.approx(base.data.d * base.data.sigma**2, rel=1e-12)  # E||x||^2
+        assert c.data.mean_norm / c.data.sigma == pytest.approx(base.data.mean_norm / base.data.sigma, rel=1e-12)
+    assert mod.configs(ctx, dict(sweep="reproduce_linear@tiny", ns=[40], rho=5.0, ratio=1.0))[0].data.d == 40
+    for bad, field in ((dict(ns=[]), "ns"), (dict(ns=[40.5]), "ns"), (dict(rho=-1.0), "rho"), (dict(rho=3.0), "rho"),
+                       (dict(ratio=0.0), "ratio")):
+        with pytest.raises(ValueError, match=field):
+            mod.configs(ctx, {**dict(sweep="reproduce_linear@tiny", ns=[40], rho=5.0), **bad})
+
+
 def test_f4_crossing_reading():
     steps = np.array([0, 1, 2, 3, 4])
     noisy = np.array([[0.5, 0.4, 0.45, 0.6, 0.7], [0.55, 0.5, 0.4, 0.3, 0.2]])
@@ -104,3 +163,4 @@ def test_mean_band_clips_to_range():
 def test_unknown_figure_is_refused():
     with pytest.raises(ValueError, match="unknown figure"):
         figures.module("F8")
+    assert "F9" in figures.FIGURES

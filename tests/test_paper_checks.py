@@ -1,4 +1,4 @@
-"""Paper checks C1..C8: every verdict can come out false, the statistics, the settings.
+"""Paper checks C1..C9: every verdict can come out false, the statistics, the settings.
 
 The verdict step of each claim (``evaluate``) is a pure function of the measured numbers, so
 these tests feed it measurements that agree with the claim (verdict "holds") and measurements
@@ -16,7 +16,6 @@ import pytest
 
 import paper_checks
 from reproduction import _config
-from reproduction import _result
 from reproduction._result import FAILS, HOLDS, NOT_RUN
 
 RNG = np.random.default_rng(0)
@@ -208,10 +207,11 @@ def run_c8(path):
 def test_c8_not_run_without_results_never_holds(tmp_path):
     r = run_c8(None)
     assert r.verdict == NOT_RUN and not r.must_hold and r.ci is None
-    assert run_c8(tmp_path / "missing.json").verdict == NOT_RUN
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    assert run_c8(bad).verdict == NOT_RUN
+    for named in (tmp_path / "missing.json", tmp_path / "bad.json"):  # a named file that cannot be read: an error
+        if named.name == "bad.json":
+            named.write_text("{not json")
+        r = run_c8(named)
+        assert r.verdict == FAILS and r.must_hold and r.measured.startswith("error: --cifar-results"), r.measured
     assert run_c8(cifar_file(tmp_path, 0.52, None)).verdict == NOT_RUN  # no one_sam run
 
 
@@ -221,6 +221,47 @@ def test_c8_reads_results_and_can_fail(tmp_path):
     assert "J-SAM 69.2%" in r.measured
     r = run_c8(cifar_file(tmp_path, 0.60, 0.62))
     assert r.verdict == FAILS and r.estimate == pytest.approx(0.02)
+
+
+# ----------------------------------------------------------------------------- C9: a-priori prediction
+
+
+def c9_measurement(pred_gain: float, gain: float = 0.08, spread: float = 0.01, n: int = 16):
+    g = list(gain + spread * RNG.standard_normal(n))
+    return dict(headline_rho=5.0, predict_seconds=0.3, predict_options=dict(num_samples=1024),
+                pred_peak_gd=0.65, pred_peak_sam=0.65 + pred_gain, pred_gain=pred_gain, gain=g,
+                mean_curve_peak_gd=0.65, mean_curve_peak_sam=0.65 + gain, max_err_gd=0.01, max_err_sam=0.01,
+                regime="synthetic")
+
+
+def test_c9_verdict_holds_inside_the_ci_and_fails_outside_with_the_error():
+    assert not paper_checks.module("C9").SPEC.must_hold
+    m = c9_measurement(0.08)
+    r = paper_checks.evaluate("C9", m, settings("C9"))
+    ci = r.ci
+    assert r.verdict == HOLDS and ci[0] < 0.08 < ci[1] and r.estimate == 0.08
+    assert "predicted gain +8.00 pp" in r.measured and "num_samples = 1024" in r.measured
+    above = dict(m, pred_gain=ci[1] + 0.01)  # just above the interval
+    r = paper_checks.evaluate("C9", above, settings("C9"))
+    assert r.verdict == FAILS and "1.00 pp outside its 95% CI" in r.measured
+    assert r.details["outside_ci"] == pytest.approx(0.01)
+    assert r.details["error"] == pytest.approx(ci[1] + 0.01 - np.mean(m["gain"]))
+    assert verdict("C9", dict(m, pred_gain=ci[0] - 0.001)) == FAILS  # just below
+    assert verdict("C9", c9_measurement(0.0, gain=0.0)) == HOLDS  # no gain predicted, none measured (zero init)
+    assert verdict("C9", dict(m, gain=[0.08])) == FAILS  # one seed: no interval, no verdict "holds"
+
+
+def test_c9_runs_on_c4s_sweep_and_predicts_before_it():
+    ctx = paper_checks.Context(mode="tiny")
+    r = paper_checks.run_claim("C9", ctx)
+    assert r.verdict in (HOLDS, FAILS) and len(ctx.sweeps_run()) == 1
+    assert ctx.sweeps_run()[0] == ctx.sweep_config(settings("C9", "tiny")["sweep"])
+    assert settings("C9", "tiny")["sweep"] == settings("C4", "tiny")["sweep"]  # the same sweep as C4
+    assert ctx.sweep(settings("C4", "tiny")["sweep"], keep_params=True) is ctx.sweep(settings("C9", "tiny")["sweep"])
+    d = r.details
+    assert d["pred_gain"] == pytest.approx(d["pred_peak_sam"] - d["pred_peak_gd"])
+    assert 0.5 <= d["pred_peak_gd"] < 1 and 0.5 <= d["pred_peak_sam"] < 1 and d["predict_seconds"] > 0
+    json.dumps(r.to_dict(), allow_nan=False)
 
 
 # ----------------------------------------------------------------------------- result type, statistics
@@ -237,22 +278,6 @@ def test_claim_result_refuses_unknown_verdict():
     assert not r.ok and r.must_hold
 
 
-def test_mean_ci_matches_student_t():
-    est, lo, hi = _result.mean_ci([1.0, 2.0, 3.0])
-    assert est == 2.0 and lo == pytest.approx(2 - 4.302652729911275 / math.sqrt(3)) and hi == pytest.approx(
-        2 + 4.302652729911275 / math.sqrt(3))
-    assert _result.mean_ci([5.0]) == (5.0, -math.inf, math.inf)
-    assert all(math.isnan(v) for v in _result.mean_ci([]))
-
-
-def test_fraction_ci_is_reproducible_and_honest_about_zero_gains():
-    a, b = RNG.normal(0.6, 0.1, 20), RNG.normal(1.0, 0.1, 20)
-    r1, r2 = _result.fraction_ci(a, b), _result.fraction_ci(a, b)
-    assert r1 == r2 and r1[1] < r1[0] < r1[2]
-    est, lo, hi = _result.fraction_ci([0.1, 0.2], [0.0, -0.1])  # no 1-SAM gain: unbounded, not hidden
-    assert math.isinf(est) and math.isinf(hi)
-
-
 # ----------------------------------------------------------------------------- settings
 
 
@@ -260,7 +285,7 @@ def test_every_claim_has_settings_in_every_mode():
     for cid in paper_checks.CLAIMS:
         for mode in _config.MODES:
             s = _config.load_settings("checks", cid, mode)
-            assert s["_source"].endswith(f"checks_{cid.lower()}.toml")
+            assert s["_source"].endswith(f"checks.toml [{cid}]")
         assert paper_checks.module(cid).SPEC.id == cid
 
 
@@ -279,7 +304,7 @@ def test_user_settings_override_and_unknown_keys_are_refused(tmp_path):
     with pytest.raises(ValueError, match="mode"):
         _config.load_settings("checks", "C4", "medium")
     with pytest.raises(ValueError, match="unknown claim"):
-        paper_checks.module("C9")
+        paper_checks.module("C10")
 
 
 def test_context_seed_shifts_every_sweep():
@@ -306,9 +331,9 @@ def test_shipped_jreg_fixed_coefficients_are_prop41_at_init(mode):
 
 
 def test_tiny_sweep_claims_run_end_to_end():
-    """C3..C7 measure on the tiny sweeps (statistically meaningless: only that they run and report)."""
+    """C3..C7, C9 measure on the tiny sweeps (statistically meaningless: only that they run and report)."""
     ctx = paper_checks.Context(mode="tiny")
-    for cid in ("C3", "C4", "C5", "C6", "C7"):
+    for cid in ("C3", "C4", "C5", "C6", "C7", "C9"):
         r = paper_checks.run_claim(cid, ctx)
         assert r.verdict in (HOLDS, FAILS) and r.measured and r.regime
         json.dumps(r.to_dict(), allow_nan=False)

@@ -27,12 +27,12 @@ def test_reproduce_tiny_writes_report_and_figures(tiny_run):
     md = (out / "report.md").read_text()
     rep = json.loads((out / "report.json").read_text())
     assert "| claim | where in the paper | regime | expected | measured (95% CI) | verdict |" in md
-    for cid in [f"C{k}" for k in range(1, 9)]:
+    for cid in [f"C{k}" for k in range(1, 10)]:
         assert f"**{cid}**" in md
-    assert [c["id"] for c in rep["claims"]] == [f"C{k}" for k in range(1, 9)]
+    assert [c["id"] for c in rep["claims"]] == [f"C{k}" for k in range(1, 10)]
     assert rep["mode"] == "tiny" and rep["seed"] == 0 and rep["linsam_version"]
     assert not rep["errors"]
-    assert [f["id"] for f in rep["figures"]] == [f"F{k}" for k in range(1, 8)]
+    assert [f["id"] for f in rep["figures"]] == [f"F{k}" for k in (1, 2, 3, 4, 5, 6, 7, 9)]
     for f in rep["figures"]:
         assert f"*{f['caption']}*" in md  # one caption line per figure
         for p in f["paths"]:
@@ -45,6 +45,9 @@ def test_reproduce_tiny_writes_report_and_figures(tiny_run):
     assert rc == rep["exit_status"] == (0 if must_ok else 1)
     assert rep["sweeps"] and all(s["name"].startswith("reproduce_") for s in rep["sweeps"])
     assert not list(out.glob(".*.tmp"))
+    assert not [p for p in out.rglob(".*")]  # no temp file, no staging directory left
+    assert {p.name for p in out.iterdir()} == {"report.md", "report.json", "figures"}
+    assert all(str(out / "figures") in p for f in rep["figures"] for p in f["paths"])  # final paths, not staging
 
 
 def _run_with(claims, derivations=(), errors=()):
@@ -105,7 +108,7 @@ def test_check_subcommand_writes_report_and_refuses_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["reproduce", "--quick", "--full"])
     assert cli.main(["check", "--list"]) == 0 and "C5" in capsys.readouterr().out
-    assert cli.main(["figures", "--list"]) == 0 and "F7" in capsys.readouterr().out
+    assert cli.main(["figures", "--list"]) == 0 and "F9" in capsys.readouterr().out
 
 
 def test_same_seed_same_numbers(tmp_path, capsys):

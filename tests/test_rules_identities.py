@@ -1,5 +1,5 @@
 """Identities of the SAM family: rho = 0, the linear model, Proposition 4.1, zero gradients,
-float32, and an outside cross-check against optax.contrib.sam.
+float32, and overflow safety (the optax.contrib.sam cross-check is in test_optax.py).
 
 All problems use the (n, d, h) = (7, 5, 3) shape so the compiled kernels are shared with
 test_rules_closed_vs_autodiff.py.
@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from linsam import dln, logreg, rules, softmax
+from linsam import dln, logreg, rules
+from linsam.models import DLN, DLNParams, LogReg, Softmax
 
 from core_cases import MODELS, autodiff_direction, closed_direction, make_problem, tree_rel_err
 
@@ -20,11 +21,11 @@ SAM = ("nsam", "one_sam", "lsam", "jsam", "jreg")
 
 @pytest.mark.parametrize("model_name", MODELS)
 def test_rho_zero_is_gd(model_name, getkey):
-    module, model, params, X, t = make_problem(model_name, getkey(), 7, 5, 3)
-    gd_closed = closed_direction(module, "gd", params, X, t, 0.0)
+    model, params, X, t = make_problem(model_name, getkey(), 7, 5, 3)
+    gd_closed = closed_direction(model, "gd", params, X, t, 0.0)
     gd_auto = autodiff_direction(model, "gd", params, X, t, 0.0)
     for method in SAM:
-        closed = closed_direction(module, method, params, X, t, 0.0)
+        closed = closed_direction(model, method, params, X, t, 0.0)
         if model_name == "dln":
             # DLN closed forms at rho = 0 use the per-example (v'_i x_i^T) contraction instead of
             # GD's outer(v, sum_i c_i x_i): same numbers, different summation order (ulps).
@@ -42,13 +43,13 @@ def test_rho_zero_is_gd(model_name, getkey):
 def test_linear_models_lsam_is_one_sam_and_jsam_is_gd(model_name, getkey):
     """For f linear in the weights the Jacobian is constant: L-SAM = 1-SAM, J-SAM = GD = J-reg."""
     for _ in range(3):
-        module, model, params, X, t = make_problem(model_name, getkey(), 7, 5, 3)
+        model, params, X, t = make_problem(model_name, getkey(), 7, 5, 3)
         for rho in (0.1, 1.5):
-            one = rules.one_sam(model, params, X, t, rho)
-            assert tree_rel_err(rules.lsam(model, params, X, t, rho), one) <= RTOL
-            g = rules.gd(model, params, X, t)
-            assert tree_rel_err(rules.jsam(model, params, X, t, rho), g) <= RTOL
-            assert tree_rel_err(rules.jreg(model, params, X, t, rho), g) <= RTOL
+            one = rules.OneSAM(rho).autodiff(model, params, X, t)
+            assert tree_rel_err(rules.LSAM(rho).autodiff(model, params, X, t), one) <= RTOL
+            g = rules.GD().autodiff(model, params, X, t)
+            assert tree_rel_err(rules.JSAM(rho).autodiff(model, params, X, t), g) <= RTOL
+            assert tree_rel_err(rules.JReg(rho).autodiff(model, params, X, t), g) <= RTOL
             # and 1-SAM really differs from GD (the identities above are not vacuous)
             assert tree_rel_err(one, g) > 1e-3
 
@@ -56,13 +57,13 @@ def test_linear_models_lsam_is_one_sam_and_jsam_is_gd(model_name, getkey):
 def test_dln_jsam_equals_jreg_and_penalty_gradient(getkey):
     """Proposition 4.1: J-SAM = GD + grad of rho sg(sigmoid(-t f)) J, exactly for the DLN."""
     for _ in range(3):
-        module, model, p, X, t = make_problem("dln", getkey(), 7, 5, 3)
+        model, p, X, t = make_problem("dln", getkey(), 7, 5, 3)
         for rho in (0.05, 0.8):
-            js = dln.jsam(p, X, t, rho)
-            assert tree_rel_err(dln.jreg(p, X, t, rho), js) <= RTOL
-            assert tree_rel_err(rules.jreg(dln.MODEL, p, X, t, rho), js) <= RTOL
-            pen_grad = jax.grad(dln.jsam_penalty)(p, X, t, rho)
-            g = dln.gd(p, X, t)
+            js = rules.direction(rules.JSAM(rho), model, p, X, t)
+            assert tree_rel_err(rules.direction(rules.JReg(rho), model, p, X, t), js) <= RTOL
+            assert tree_rel_err(rules.JReg(rho).autodiff(model, p, X, t), js) <= RTOL
+            pen_grad = jax.grad(model.jsam_penalty)(p, X, t, rho)
+            g = rules.direction(rules.GD(), model, p, X, t)
             diff = jax.tree_util.tree_map(jnp.subtract, js, g)
             assert tree_rel_err(pen_grad, diff) <= RTOL
             assert tree_rel_err(js, g) > 1e-4  # not vacuous
@@ -70,16 +71,16 @@ def test_dln_jsam_equals_jreg_and_penalty_gradient(getkey):
 
 def test_dln_perturbed_logit_formula(getkey):
     """f(w + eps) = f - rho t J + rho^2 ||x||^2 f / J^2 (the exact second-order term)."""
-    module, model, p, X, t = make_problem("dln", getkey(), 7, 5, 3)
+    model, p, X, t = make_problem("dln", getkey(), 7, 5, 3)
     rho = 0.6
-    f = dln.f(p, X)
-    J = dln.jacobian_norm(p, X)
+    f = model.apply_batch(p, X)
+    J = model.jacobian_norm(p, X)
     formula = f - rho * t * J + rho**2 * jnp.sum(X * X, axis=1) * f / J**2
     np.testing.assert_allclose(dln.perturbed_logit(p, X, t, rho), formula, rtol=1e-12)
     # and against an autodiff perturbation
     def pert(x, ti):
-        eps = rules.safe_normalize(jax.grad(rules.example_loss, argnums=1)(dln.MODEL, p, x, ti))
-        return dln.f(jax.tree_util.tree_map(lambda a, e: a + rho * e, p, eps), x)
+        eps = rules.safe_normalize(jax.grad(rules.example_loss, argnums=1)(model, p, x, ti))
+        return model.apply(jax.tree_util.tree_map(lambda a, e: a + rho * e, p, eps), x)
     np.testing.assert_allclose(jax.vmap(pert)(X, t), formula, rtol=1e-12)
 
 
@@ -87,21 +88,22 @@ def _zero_gradient_cases(key):
     n, d, h = 7, 5, 3
     X = jax.random.normal(key, (n, d))
     t = jnp.where(jnp.arange(n) % 2 == 0, 1.0, -1.0)
-    yield "dln at v=0, W=0", dln, dln.MODEL, dln.DLNParams(jnp.zeros(h), jnp.zeros((h, d))), X, t
+    yield "dln at v=0, W=0", DLN(), DLNParams(jnp.zeros(h), jnp.zeros((h, d))), X, t
     # saturated sigmoids: margins ~1e3 give sigmoid(-z) == 0 exactly in float64
     w = 1e3 * jnp.ones(d)
     Xs = jnp.sign(t)[:, None] * jnp.ones((n, d))
-    yield "logreg saturated", logreg, logreg.MODEL, w, Xs, t
-    yield "logreg zero inputs", logreg, logreg.MODEL, jnp.ones(d), jnp.zeros((n, d)), t
+    yield "logreg saturated", LogReg(), w, Xs, t
+    yield "logreg zero inputs", LogReg(), jnp.ones(d), jnp.zeros((n, d)), t
+    yield "softmax zero inputs", Softmax(3), jnp.ones((3, d)), jnp.zeros((n, d)), jnp.arange(n) % 3
 
 
-@pytest.mark.parametrize("case", [0, 1, 2], ids=["dln-zero-init", "logreg-saturated", "logreg-zero-x"])
+@pytest.mark.parametrize("case", [0, 1, 2, 3], ids=["dln-zero-init", "logreg-saturated", "logreg-zero-x", "softmax-zero-x"])
 def test_zero_gradient_gives_zero_direction_not_nan(case, getkey):
     """Convention: eps = 0 where ||grad l_i|| = 0; every rule then returns GD's exact 0, never NaN."""
-    name, module, model, params, X, t = list(_zero_gradient_cases(getkey()))[case]
+    name, model, params, X, t = list(_zero_gradient_cases(getkey()))[case]
     for method in rules.METHODS:
         for impl, out in (
-            ("closed", closed_direction(module, method, params, X, t, 0.5, lam_last=0.0, lam_act=0.0)),
+            ("closed", closed_direction(model, method, params, X, t, 0.5, lam_last=0.0, lam_act=0.0)),
             ("autodiff", autodiff_direction(model, method, params, X, t, 0.5, lam_last=0.0, lam_act=0.0)),
         ):
             for leaf in jax.tree_util.tree_leaves(out):
@@ -111,10 +113,10 @@ def test_zero_gradient_gives_zero_direction_not_nan(case, getkey):
 
 def test_partly_zero_gradient_uses_eps_zero_only_there(getkey):
     """One example with x = 0 (zero gradient) among normal ones: its eps is 0, others move."""
-    module, model, w, X, t = make_problem("logreg", getkey(), 7, 5, 3)
+    model, w, X, t = make_problem("logreg", getkey(), 7, 5, 3)
     X = X.at[0].set(0.0)
     a = logreg.one_sam(w, X, t, 0.5)
-    b = rules.one_sam(model, w, X, t, 0.5)
+    b = rules.OneSAM(0.5).autodiff(model, w, X, t)
     assert np.all(np.isfinite(a)) and tree_rel_err(a, b) <= RTOL
 
 
@@ -138,15 +140,15 @@ def test_float32_close_to_float64(model_name, getkey):
     key = getkey()
     worst = 0.0
     m64 = make_problem(model_name, key, 7, 5, 3)
-    module, model, p64, X64, t64 = m64
+    model, p64, X64, t64 = m64
     cast = lambda a: a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a
     p32 = jax.tree_util.tree_map(cast, p64)
     X32, t32 = cast(X64), cast(t64)
     for method in rules.METHODS:
         for impl in ("closed", "autodiff"):
             if impl == "closed":
-                a32 = closed_direction(module, method, p32, X32, t32, 0.3)
-                a64 = closed_direction(module, method, p64, X64, t64, 0.3)
+                a32 = closed_direction(model, method, p32, X32, t32, 0.3)
+                a64 = closed_direction(model, method, p64, X64, t64, 0.3)
             else:
                 a32 = autodiff_direction(model, method, p32, X32, t32, 0.3)
                 a64 = autodiff_direction(model, method, p64, X64, t64, 0.3)
@@ -158,36 +160,9 @@ def test_float32_close_to_float64(model_name, getkey):
     print(f"\n{model_name}: worst float32-vs-float64 relative deviation {worst:.2e}")
 
 
-def test_nsam_matches_optax_contrib_sam(getkey):
-    """Outside cross-check: one n-SAM step == optax.contrib.sam (normalized ascent of size rho, then SGD)."""
-    optax = pytest.importorskip("optax")
-    module, model, w, X, t = make_problem("logreg", getkey(), 7, 5, 3)
-    lr, rho = 0.1, 0.3
-    loss = lambda p: rules.batch_loss(model, p, X, t)
-    assert float(jnp.linalg.norm(jax.grad(loss)(w))) > 1e-3  # a non-zero gradient
-    opt = optax.contrib.sam(
-        optimizer=optax.sgd(lr),
-        # optax negates the adversarial optimizer's update, so sgd(rho) on the normalized
-        # gradient is an ascent step of size rho: w + rho g/||g||.
-        adv_optimizer=optax.chain(optax.contrib.normalize(), optax.sgd(rho)),
-        sync_period=2,
-    )
-    state = opt.init(w)
-    params = w
-    for _ in range(2):  # first call: adversarial step to w + eps; second: SGD step from w
-        updates, state = opt.update(jax.grad(loss)(params), state, params)
-        params = optax.apply_updates(params, updates)
-    ours = w - lr * logreg.nsam(w, X, t, rho)
-    np.testing.assert_allclose(params, ours, rtol=1e-12, atol=1e-14)
-    ours_auto = w - lr * rules.nsam(model, w, X, t, rho)
-    np.testing.assert_allclose(params, ours_auto, rtol=1e-12, atol=1e-14)
-    # and it is not plain SGD
-    assert not np.allclose(params, w - lr * logreg.gd(w, X, t), rtol=1e-6)
-
-
 def test_init_respects_dtype(getkey):
     """init in float32 stays float32 even with x64 enabled (no numpy float64 scalar upcast)."""
     assert logreg.init(getkey(), 4, scale=1.0, dtype=jnp.float32).dtype == jnp.float32
     p = dln.init(getkey(), 4, 3, scale=1.0, dtype=jnp.float32)
     assert p.v.dtype == jnp.float32 and p.W.dtype == jnp.float32
-    assert softmax.init(getkey(), 4, 3, scale=1.0, dtype=jnp.float32).dtype == jnp.float32
+    assert Softmax(3).init(getkey(), 4, scale=1.0, dtype=jnp.float32).dtype == jnp.float32

@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from linsam import dln, logreg, rules
+from linsam import dln, logreg, models, rules
 from linsam import simulate as sim
-from linsam._src.simulate import _batch
+from linsam._src.engine.scan import batch as _batch
 from linsam.data import MixtureSpec, NoiseSpec
 from simcases import TINY, TINY_DLN, TINY_TOML, dln_result, logreg_result
 
@@ -32,13 +32,15 @@ def tiny_dln():
     return TINY_DLN, dln_result()
 
 
-def _manual(cfg, method, rho, seed, mod):
+def _manual(cfg, method, rho, seed, model):
     """A plain Python loop with the validated public rules: the reference trajectory."""
     ds = sim.training_data(cfg, seed)
     p = sim.initial_params(cfg, seed)
     out = [p]
+    hyper = dict(lam_last=cfg.lam_last, lam_act=cfg.lam_act) if method == "jreg_fixed" else {}
+    value = rules.method(method, **hyper) if method in ("gd", "jreg_fixed") else rules.method(method, rho=rho)
     for _ in range(cfg.steps):
-        u = mod.direction(method, p, ds.X, ds.noisy, rho=rho, lam_last=cfg.lam_last, lam_act=cfg.lam_act)
+        u = rules.direction(value, model, p, ds.X, ds.noisy)
         p = jax.tree_util.tree_map(lambda a, g: a - cfg.lr * g, p, u)
         out.append(p)
     return [out[s] for s in sim.record_steps(cfg)]
@@ -54,14 +56,14 @@ def test_logreg_scan_equals_python_loop(tiny_logreg):
     for mi, method in enumerate(TINY.methods):
         for ri, rho in enumerate(TINY.rhos):
             for si, seed in enumerate(res.axes["seed"]):
-                ref = _manual(TINY, method, rho, int(seed), logreg)
+                ref = _manual(TINY, method, rho, int(seed), models.LogReg())
                 np.testing.assert_allclose(res.params[mi, ri, si], np.stack(ref), **EXACT, err_msg=f"{method} rho={rho}")
 
 
 def test_dln_scan_equals_python_loop(tiny_dln):
     cfg, res = tiny_dln
     for mi, method in enumerate(cfg.methods):
-        ref = _manual(cfg, method, 0.7, 1, dln)
+        ref = _manual(cfg, method, 0.7, 1, models.DLN(hidden=cfg.hidden))
         np.testing.assert_allclose(res.params.v[mi, 1, 1], np.stack([p.v for p in ref]), **EXACT, err_msg=method)
         np.testing.assert_allclose(res.params.W[mi, 1, 1], np.stack([p.W for p in ref]), **EXACT, err_msg=method)
 
@@ -85,7 +87,7 @@ def test_gd_trajectory_does_not_depend_on_rho(tiny_logreg):
 
 def test_metrics_equal_autodiff_per_example_grads(tiny_logreg, tiny_dln):
     """sam_grad_norm_* is the norm of the true per-example gradient at w + eps_i."""
-    cases = [(TINY, tiny_logreg, logreg.MODEL, lambda p: p), (*tiny_dln, dln.MODEL, lambda p: p)]
+    cases = [(TINY, tiny_logreg, models.LogReg(), lambda p: p), (*tiny_dln, models.DLN(hidden=3), lambda p: p)]
     for cfg, res, model, _ in cases:
         seed = int(res.axes["seed"][0])
         ds = sim.training_data(cfg, seed)
@@ -148,9 +150,9 @@ def test_minibatch_epochs_use_every_example_once():
     X = jnp.arange(n, dtype=jnp.float32)[:, None]
     t = jnp.ones(n)
     key = jax.random.PRNGKey(0)
-    seen = np.concatenate([np.asarray(_batch(key, i, X, t, None, B)[0][:, 0]) for i in range(3)])
+    seen = np.concatenate([np.asarray(_batch(key, i, X, t, B)[0][:, 0]) for i in range(3)])
     assert len(set(seen.tolist())) == 9  # one epoch = 3 disjoint batches
-    nxt = np.asarray(_batch(key, 3, X, t, None, B)[0][:, 0])
+    nxt = np.asarray(_batch(key, 3, X, t, B)[0][:, 0])
     assert not np.array_equal(nxt, seen[:3])  # a new epoch reshuffles
 
 

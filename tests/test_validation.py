@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from linsam import cli, dln, logreg, rules, softmax
+from linsam.models import DLN, DLNParams, Softmax
 
 
 def _logreg_problem(n=4, d=3):
@@ -42,14 +43,19 @@ def test_generic_rules_bad_inputs():
         rules.one_sam(logreg.MODEL, w, X, t, -1.0)
     with pytest.raises(ValueError, match="must be -1 or"):
         rules.jsam(logreg.MODEL, w, X, t * 3, 0.1)
-    with pytest.raises(ValueError, match="params contains 1 NaN"):
+    with pytest.raises(ValueError, match="w contains 1 NaN"):
         rules.gd(logreg.MODEL, w.at[0].set(jnp.nan), X, t)
+    from linsam.models import Generic
+
+    generic = Generic(apply=logreg.MODEL.apply, loss_from_logits=rules.binary_logistic_loss)
+    with pytest.raises(ValueError, match="params contains 1 NaN"):
+        rules.gd(generic, w.at[0].set(jnp.nan), X, t)
     with pytest.raises(ValueError, match="X contains"):
         rules.nsam(logreg.MODEL, w, X.at[0, 0].set(jnp.nan), t, 0.1)
     with pytest.raises(ValueError, match="chunk_size must be an integer >= 1"):
         rules.one_sam(logreg.MODEL, w, X, t, 0.1, chunk_size=0)
     with pytest.raises(ValueError, match="method must be one of gd, nsam"):
-        rules.direction("sam2", logreg.MODEL, w, X, t)
+        rules.method("sam2")
     with pytest.raises(ValueError, match="lam_last must be a finite number >= 0"):
         rules.jreg_fixed(logreg.MODEL, w, X, t, lam_last=-1.0, lam_act=0.0)
 
@@ -57,14 +63,19 @@ def test_generic_rules_bad_inputs():
 def test_softmax_bad_labels_and_shapes():
     X = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)))
     W = jnp.zeros((3, 3))
+    model = Softmax(3)
     with pytest.raises(ValueError, match=r"t \(class ids\) must be in \[0, 3\)"):
-        softmax.one_sam(W, X, jnp.array([0, 1, 3, 2]), 0.1)
+        rules.direction(rules.OneSAM(0.1), model, W, X, jnp.array([0, 1, 3, 2]))
     with pytest.raises(ValueError, match=r"t \(class ids\) must be in \[0, 3\)"):
-        softmax.gd(W, X, jnp.array([0, -1, 1, 2]))
+        rules.direction(rules.GD(), model, W, X, jnp.array([0, -1, 1, 2]))
     with pytest.raises(ValueError, match=r"must be integers"):
-        softmax.gd(W, X, jnp.array([0.0, 1.0, 1.0, 2.0]))
+        rules.direction(rules.GD(), model, W, X, jnp.array([0.0, 1.0, 1.0, 2.0]))
     with pytest.raises(ValueError, match=r"W must have shape \(K, 3\)"):
-        softmax.gd(jnp.zeros((3, 4)), X, jnp.array([0, 1, 1, 2]))
+        rules.direction(rules.GD(), model, jnp.zeros((3, 4)), X, jnp.array([0, 1, 1, 2]))
+    with pytest.raises(ValueError, match=r"W must have shape \(3, 3\)"):
+        rules.direction(rules.GD(), model, jnp.zeros((4, 3)), X, jnp.array([0, 1, 1, 2]))
+    with pytest.raises(ValueError, match=r"t \(class ids\) must be in \[0, 3\)"):
+        softmax.perturbed_logits(W, X, jnp.array([0, 1, 3, 2]), 0.1)
     with pytest.raises(ValueError, match=r"class ids\) must be in \[0, 3\)"):
         rules.gd(softmax.make_model(3), W, X, jnp.array([0, 1, 5, 2]))
     with pytest.raises(ValueError, match="num_classes must be an integer >= 2"):
@@ -74,13 +85,18 @@ def test_softmax_bad_labels_and_shapes():
 def test_dln_bad_params():
     X = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)))
     t = jnp.array([1.0, -1.0, 1.0, -1.0])
+    model = DLN()
     with pytest.raises(ValueError, match=r"params.W must have shape \(2, 3\)"):
-        dln.one_sam(dln.DLNParams(jnp.ones(2), jnp.ones((2, 4))), X, t, 0.1)
+        rules.direction(rules.OneSAM(0.1), model, DLNParams(jnp.ones(2), jnp.ones((2, 4))), X, t)
     with pytest.raises(ValueError, match=r"params must be a linsam.dln.DLNParams"):
-        dln.gd((jnp.ones(2), jnp.ones((2, 3))), X, t)
+        rules.direction(rules.GD(), model, (jnp.ones(2), jnp.ones((2, 3))), X, t)
     with pytest.raises(ValueError, match=r"params.v contains 1 NaN"):
-        dln.gd(dln.DLNParams(jnp.array([1.0, jnp.nan]), jnp.ones((2, 3))), X, t)
-    with pytest.raises(ValueError, match="h must be an integer >= 1"):
+        rules.direction(rules.GD(), model, DLNParams(jnp.array([1.0, jnp.nan]), jnp.ones((2, 3))), X, t)
+    with pytest.raises(ValueError, match=r"params.v must have shape \(3,\)"):
+        rules.direction(rules.GD(), DLN(hidden=3), DLNParams(jnp.ones(2), jnp.ones((2, 3))), X, t)
+    with pytest.raises(ValueError, match=r"params.W must have shape \(2, 3\)"):
+        dln.jacobian_norm(DLNParams(jnp.ones(2), jnp.ones((2, 4))), X)
+    with pytest.raises(ValueError, match="hidden must be an integer >= 1"):
         dln.init(None, 3, 0)
     with pytest.raises(ValueError, match="scale must be a finite number >= 0"):
         dln.init(None, 3, 2, scale=-1.0)

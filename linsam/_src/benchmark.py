@@ -1,25 +1,25 @@
-r"""``python -m bench`` / ``linsam bench``: linsam's speed against this machine's own limits.
+r"""``python -m bench`` / ``linsam bench``: the engine's speed against this machine's own limits.
 
-Everything is measured in one process, in this order (so the peak-memory reading comes
-first, before anything else has raised the process's high-water mark):
+Everything is measured in one process, through :func:`linsam.simulate.simulate` (the one
+engine), in this order:
 
-1. peak memory of the default sweep (2 methods x 8 rho x 20 seeds, n = 500, d = 2000,
-   3000 steps, metrics every 10 steps, float32);
-2. machine limits: float64 / float32 GEMM throughput (JAX and NumPy, best of both) and
-   memory bandwidth from a large copy (JAX and NumPy, best of both);
-3. the linear 1-SAM sweep, n = 500, d = 2000, R = 32 runs, 3000 steps: (a) one shared
-   dataset (GEMMs), FLOP/s against the GEMM limit; (b) one dataset per run (batched
-   matvecs), bytes/s against the copy bandwidth; each in the primal form and the form
-   ``"auto"`` picks (:mod:`linsam._src.fastsweep`);
-4. (c) the same runs as a straightforward per-run NumPy loop (same steps, same metrics),
-   timed on fewer runs and steps and extrapolated per run-step;
+1. machine limits: float64 / float32 GEMM throughput (JAX and NumPy, best of both) and
+   memory bandwidth from a large copy;
+2. the **default workload** (``linsam/configs/default.toml`` restricted to GD + 1-SAM at
+   rho 4 and 12, 4 seeds: n = 500, d = 2000, 3000 steps, float32, every metric at every
+   record step): ``simulate`` cold (compile included) and warm, in the form ``"auto"`` picks
+   and in the primal form, against (3);
+3. the same training as a per-run NumPy loop in this process (:func:`numpy_simulate`: two
+   matrix-vector products a step, every metric at the same record steps, sigmoid clipped so
+   float32 never goes denormal), every run timed in full;
+4. the **float32 rho sweep**: one seed, 1-SAM at 32 radii (one shared dataset: two GEMMs a
+   step in the primal form), FLOP/s against the GEMM limit; float64 for reference;
 5. closed form against generic autodiff, time per step (1-SAM logistic, 1-SAM DLN, J-SAM DLN);
-6. scaling of the primal sweep in n, d and R (log-log fit);
-7. a profile of one primal step (each part timed on its own).
+6. peak memory of the default workload (process high-water mark and the engine's estimate).
 
-FLOPs and bytes are counted analytically (:func:`linsam.fastsweep.flops_per_step`,
-:func:`linsam.fastsweep.bytes_per_step`); the formulas are written into the report.
-Timings are wall-clock and never asserted by the tests (``--tiny`` checks structure only).
+FLOPs and bytes are counted analytically (:func:`linsam._src.engine.linear.flops_per_step`,
+``bytes_per_step``); the formulas are written into the report. Timings are wall-clock and
+never asserted by the tests (``--tiny`` checks structure only).
 """
 
 from __future__ import annotations
@@ -52,12 +52,11 @@ class BenchConfig:
     name: str = "full"
     n: int = 500
     d: int = 2000
+    seeds: int = 4
     R: int = 32
     steps: int = 3000
     record_every: int = 10
-    steps_f64: int = 300  # float64 sweeps: timed on this many steps, extrapolated per step
-    numpy_steps: int = 300
-    numpy_runs: int = 8
+    steps_f64: int = 300
     gemm_sizes: tuple = (1024, 2048)
     gemm_reps: int = 5
     copy_mib: int = 256
@@ -66,13 +65,6 @@ class BenchConfig:
     ad_dln: tuple = (1000, 1000, 256)  # (n, d, h)
     ad_steps: tuple = (50, 3)  # steps timed for (logistic, DLN)
     ad_chunk: int = 50  # chunk_size of the autodiff per-example DLN rules (memory bound)
-    scaling_steps: int = 200
-    scaling_n: tuple = (250, 500, 1000, 2000)
-    scaling_d: tuple = (500, 1000, 2000, 4000)
-    scaling_R: tuple = (8, 16, 32, 64)
-    mem_seeds: int = 20
-    mem_rhos: int = 8
-    profile_steps: int = 100
 
     @classmethod
     def full(cls) -> "BenchConfig":
@@ -80,12 +72,9 @@ class BenchConfig:
 
     @classmethod
     def tiny(cls) -> "BenchConfig":
-        return cls(
-            name="tiny", n=32, d=48, R=4, steps=20, record_every=5, steps_f64=10, numpy_steps=10, numpy_runs=2,
-            gemm_sizes=(128,), gemm_reps=2, copy_mib=4, copy_reps=2, ad_logreg=(32, 24), ad_dln=(32, 24, 8),
-            ad_steps=(3, 2), ad_chunk=8, scaling_steps=10, scaling_n=(16, 32), scaling_d=(24, 48), scaling_R=(2, 4),
-            mem_seeds=3, mem_rhos=2, profile_steps=5,
-        )
+        return cls(name="tiny", n=32, d=48, seeds=2, R=4, steps=20, record_every=5, steps_f64=10, gemm_sizes=(128,),
+                   gemm_reps=2, copy_mib=4, copy_reps=2, ad_logreg=(32, 24), ad_dln=(32, 24, 8), ad_steps=(3, 2),
+                   ad_chunk=8)
 
 
 # ----------------------------------------------------------------------------- machine
@@ -244,132 +233,131 @@ def copy_bandwidth(mib: int, reps: int) -> dict:
     return dict(jax=nbytes / t_jax, numpy=nbytes / t_np)
 
 
-# ----------------------------------------------------------------------------- data
+# ----------------------------------------------------------------------------- workloads
 
 
-def make_data(seed: int, S: int | None, n: int, d: int, dtype: str, noise: float = 0.2):
-    r"""Binary Gaussian mixture :math:`x = t\mu + g/\sqrt d` (:math:`\mu = 2e_1`, so
-    :math:`\|x\|\approx 2`) with exactly ``floor(noise * n)`` flipped labels per dataset,
-    drawn with NumPy (no compilation). ``S = None``: one dataset ``(n, d)``; else ``(S, n, d)``.
+def default_workload(cfg: "BenchConfig"):
+    """The default workload: ``default.toml`` restricted to GD + 1-SAM at rho 4 and 12, 4 seeds
+    (``--tiny``: the same shape of sweep, shrunk)."""
+    from linsam import simulate as sim
 
-    Returns ``(X, t, noisy)``: inputs, training (noisy) labels, flip mask."""
-    rng = np.random.default_rng(seed)
-    lead = (n,) if S is None else (S, n)
-    clean = np.where(rng.random(lead) < 0.5, 1.0, -1.0)
-    g = rng.standard_normal(lead + (d,), dtype=np.float32).astype(dtype) / np.asarray(math.sqrt(d), dtype)
-    g[..., 0] += 2.0 * clean.astype(dtype)
-    ranks = np.argsort(np.argsort(rng.random(lead), axis=-1), axis=-1)
-    mask = ranks < int(math.floor(noise * n + 1e-9))
-    t = np.where(mask, -clean, clean).astype(dtype)
-    return g, t, mask
+    base = sim.load_config("default").replace(methods=("gd", "one_sam"), rhos=(4.0, 12.0), num_seeds=cfg.seeds,
+                                              seed_chunk=0, name="bench_default")
+    if cfg.name == "tiny":
+        base = base.replace(n=cfg.n, steps=cfg.steps, record_every=cfg.record_every, record_dense=cfg.record_every,
+                            data=base.data._replace(d=cfg.d, sigma=1.0 / math.sqrt(cfg.d), mean_norm=2.0 / math.sqrt(cfg.d)))
+    return base
+
+
+def rho_sweep(cfg: "BenchConfig", dtype: str):
+    """One seed, 1-SAM at ``cfg.R`` radii on one shared dataset (W is d x R: two GEMMs a step)."""
+    base = default_workload(cfg)
+    steps = cfg.steps if dtype == "float32" else cfg.steps_f64
+    return base.replace(methods=("one_sam",), rhos=tuple(float(r) for r in np.linspace(0.25, 12.0, cfg.R)),
+                        num_seeds=1, record_dense=0, steps=steps, dtype=dtype, name="bench_rho_sweep")
 
 
 # ----------------------------------------------------------------------------- NumPy reference
 
 
-def _expit(x):
-    from scipy.special import expit
+def _sigmoid(x, lim):
+    """Logistic sigmoid with the argument clipped to [-lim, lim] (no denormal float32 results)."""
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -lim, lim)))
 
-    return expit(x)
 
+def numpy_metrics(w, z, xn, rho, mask, mu, scale, lim) -> dict:
+    """Every metric of :func:`linsam.simulate.record_metrics` for logistic regression, in NumPy."""
+    from scipy.special import log_expit, ndtr
 
-def numpy_metrics(w, z, xn, rho, noisy):
-    """:func:`linsam.fastsweep.default_metrics` in NumPy (margins ``z`` given)."""
+    cl, nz = ~mask, mask
     correct = (z > 0) + 0.5 * (z == 0)
     loss = np.logaddexp(0, -z)
-    out = dict(loss=loss.mean(), train_acc=correct.mean(), w_norm=np.linalg.norm(w))
-    s = _expit(-z)
-    gn = s * xn
-    sgn = _expit(-z + np.where((s > 0) & (xn > 0), rho * xn, 0)) * xn
-    cl, nz = ~noisy, noisy
-    out.update(
-        train_acc_clean=correct[cl].mean(), train_acc_noisy=correct[nz].mean(),
+    s = _sigmoid(-z, lim)
+    C = np.where((s > 0) & (xn > 0), rho * xn, 0)
+    gn, sg = s * xn, _sigmoid(-z + C, lim) * xn
+    wt = np.exp(log_expit(-z + C) - log_expit(-z))
+    signal, var = w @ mu, np.sum((w * scale) ** 2)
+    return dict(
+        test_acc=ndtr(signal / np.sqrt(var)) if var > 0 else 0.5 + 0.5 * np.sign(signal),
+        train_acc=correct.mean(), train_acc_clean=correct[cl].mean(), train_acc_noisy=correct[nz].mean(),
         loss_clean=loss[cl].mean(), loss_noisy=loss[nz].mean(),
-        grad_norm_clean=gn[cl].mean(), grad_norm_noisy=gn[nz].mean(),
-        grad_norm_ratio=gn[cl].mean() / gn[nz].mean(),
-        sam_grad_norm_clean=sgn[cl].mean(), sam_grad_norm_noisy=sgn[nz].mean(),
-        sam_grad_norm_ratio=sgn[cl].mean() / sgn[nz].mean(),
+        grad_norm_clean=gn[cl].mean(), grad_norm_noisy=gn[nz].mean(), grad_norm_ratio=gn[cl].mean() / gn[nz].mean(),
+        sam_grad_norm_clean=sg[cl].mean(), sam_grad_norm_noisy=sg[nz].mean(),
+        sam_grad_norm_ratio=sg[cl].mean() / sg[nz].mean(),
+        sam_weight_clean=wt[cl].mean(), sam_weight_noisy=wt[nz].mean(), sam_weight_min=wt.min(), sam_weight_max=wt.max(),
+        jsam_penalty=rho * np.mean(gn), w_norm=np.linalg.norm(w),
     )
-    return out
 
 
-def numpy_reference_sweep(X, t, rho, lr, steps, record_every, noisy, runs=None):
-    r"""The straightforward per-run NumPy loop the fast sweep is compared with.
-
-    For each run ``r`` (one radius; ``X``, ``t``, ``noisy`` shared, or one per run when 3-D),
-    ``steps`` times: :math:`z = t\odot Xw`, :math:`w \mathrel{+}= \frac{\eta}{n}X^\top
-    (t\odot\sigma(-z + C))` with the 1-SAM shift of the core (two matrix-vector products),
-    and the metrics of :func:`numpy_metrics` every ``record_every`` steps.
-
-    Returns ``(w (runs, d), metrics name -> (runs, T))``.
-    """
-    X = np.asarray(X)
+def numpy_run(X, t, mask, w0, rho, lr, steps, record, mu, scale, metric_rhos):
+    r"""One run as a plain NumPy loop: ``steps`` times :math:`z = t\odot Xw`,
+    :math:`w \mathrel{+}= \frac{\eta}{n}X^\top(t\odot\sigma(-z + C))` (two matrix-vector
+    products; :math:`C = \rho\|x\|` where the gradient is non-zero, 1-SAM; 0 for GD), and every
+    metric at each of ``metric_rhos`` at the ``record`` steps. Returns name -> ``(Q, T)``."""
     dt = X.dtype
-    per_run = X.ndim == 3
-    runs = range(len(rho)) if runs is None else runs
-    W, rec = [], []
-    for r in runs:
-        Xr = X[r] if per_run else X
-        tr = np.asarray(t[r] if per_run else t, dt)
-        nr = np.asarray(noisy[r] if per_run else noisy)
-        n = Xr.shape[0]
-        xn = np.linalg.norm(Xr, axis=1)
-        rr = dt.type(rho[r])
-        w = np.zeros(Xr.shape[1], dt)
-        ms = []
-        for i in range(steps + 1):
-            z = tr * (Xr @ w)
-            if i % record_every == 0:
-                ms.append(numpy_metrics(w, z, xn, rr, nr))
-            if i == steps:
-                break
-            C = np.where((_expit(-z) > 0) & (xn > 0), rr * xn, dt.type(0))
-            w = w + dt.type(lr / n) * (Xr.T @ (tr * _expit(-z + C)))
-        W.append(w)
-        rec.append({k: np.array([m[k] for m in ms]) for k in ms[0]})
-    return np.stack(W), {k: np.stack([m[k] for m in rec]) for k in rec[0]}
+    lim = dt.type(80.0 if dt == np.float32 else 700.0)
+    n = X.shape[0]
+    xn = np.linalg.norm(X, axis=1)
+    rr, step = dt.type(rho), dt.type(lr / n)
+    w = np.array(w0, dt)
+    record = set(int(s) for s in record)
+    out = []
+    for i in range(steps + 1):
+        z = t * (X @ w)
+        if i in record:
+            out.append([numpy_metrics(w, z, xn, dt.type(r), mask, mu, scale, lim) for r in metric_rhos])
+        if i == steps:
+            break
+        C = np.where((_sigmoid(-z, lim) > 0) & (xn > 0), rr * xn, dt.type(0))
+        w = w + step * (X.T @ (t * _sigmoid(-z + C, lim)))
+    return {k: np.array([[rec[q][k] for rec in out] for q in range(len(metric_rhos))]) for k in out[0][0]}
+
+
+def numpy_simulate(config) -> tuple[dict, list]:
+    """The training of :func:`linsam.simulate.simulate` for logistic GD / 1-SAM, full batch, as a
+    per-run NumPy loop on the same training sets and initial weights (GD once per seed, its
+    metrics at every rho, like the engine). Returns (metrics name -> ``(method, rho, seed, T)``,
+    seconds of each run)."""
+    from linsam import simulate as sim
+
+    if config.model != "logreg" or config.batch_size not in (0, config.n) or set(config.methods) - {"gd", "one_sam"}:
+        raise ValueError("numpy_simulate covers logreg, full batch, methods gd and one_sam")
+    ds, w0 = sim.training_sets(config)
+    X, t, mask, w0 = (np.asarray(a) for a in (ds.X, ds.noisy, ds.mask, w0))
+    mix = config.data.build()
+    mu, scale = (np.asarray(a, X.dtype) for a in (mix.mu, mix.scale))
+    record = sim.record_steps(config)
+    rhos = list(config.rhos)
+    out, times = {}, []
+    for m in config.methods:
+        per_seed = []
+        for s in range(config.num_seeds):
+            args = (X[s], t[s], mask[s], w0[s])
+            tic = time.perf_counter()
+            if m == "gd":
+                per_rho = numpy_run(*args, 0.0, config.lr, config.steps, record, mu, scale, rhos)
+            else:
+                runs = [numpy_run(*args, r, config.lr, config.steps, record, mu, scale, [r]) for r in rhos]
+                per_rho = {k: np.concatenate([r[k] for r in runs]) for k in runs[0]}
+            times.append(time.perf_counter() - tic)
+            per_seed.append(per_rho)
+        out[m] = {k: np.stack([p[k] for p in per_seed], axis=1) for k in per_seed[0]}  # (rho, seed, T)
+    return {k: np.stack([out[m][k] for m in config.methods]) for k in out[config.methods[0]]}, times
 
 
 # ----------------------------------------------------------------------------- measurements
 
 
-def _rhos(R):
-    return np.linspace(0.0, 0.5, R)
+def _simulate_timed(config, **kw):
+    """(cold seconds: compile + run, warm seconds: the same call again, result)."""
+    from linsam import simulate as sim
 
-
-def measure_memory(cfg: BenchConfig) -> dict:
-    """Peak memory of the default sweep: XLA's buffer assignment for the compiled program
-    (arguments + outputs + temporaries, from ``compiled.memory_analysis()``) and the
-    process's peak resident set size (``resource.getrusage(...).ru_maxrss``) before/after.
-    JAX on CPU has no ``device.memory_stats()``; where it has (GPU), its peak is reported too."""
-    import jax
-
-    from linsam._src import fastsweep as fs
-
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    X, t, mask = make_data(100, cfg.mem_seeds, cfg.n, cfg.d, "float32")
-    rho, labels = fs.method_rho_grid(("gd", "one_sam"), np.linspace(0.05, 0.4, cfg.mem_rhos))
-    plan = fs.plan_sweep(X, t, rho, lr=0.5, steps=cfg.steps, record_every=cfg.record_every, noisy=mask, dtype="float32")
-    elapsed, compiled, out = _time_compiled(plan.fn, *plan.args)
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    ma = compiled.memory_analysis()
-    xla = None
-    if ma is not None:
-        xla = dict(
-            arguments=ma.argument_size_in_bytes, outputs=ma.output_size_in_bytes, temporaries=ma.temp_size_in_bytes,
-            aliased=ma.alias_size_in_bytes,
-        )
-        xla["total"] = xla["arguments"] + xla["outputs"] + xla["temporaries"] - xla["aliased"]
-    stats = jax.devices()[0].memory_stats()
-    T = len(plan.steps)
-    metrics_bytes = sum(np.asarray(v).nbytes for v in out[1].values())
-    return dict(
-        S=cfg.mem_seeds, R=len(rho), runs_label=f"gd + one_sam x {cfg.mem_rhos} rho", T=T, form=plan.form,
-        elapsed=elapsed, rss_before=rss0, rss_after=rss1, xla=xla,
-        device_peak=None if not stats else stats.get("peak_bytes_in_use"),
-        data_bytes=int(np.asarray(X).nbytes), metrics_bytes=int(metrics_bytes),
-        gram_bytes=cfg.mem_seeds * cfg.n * cfg.n * 4 if plan.form == "dual" else 0,
-    )
+    t0 = time.perf_counter()
+    sim.simulate(config, **kw)
+    cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res = sim.simulate(config, **kw)
+    return cold, time.perf_counter() - t0, res
 
 
 def measure_limits(cfg: BenchConfig) -> dict:
@@ -385,84 +373,53 @@ def measure_limits(cfg: BenchConfig) -> dict:
     return out
 
 
-def _sweep_row(kind, dt, variant, plan, steps_timed, cfg, total, limits):
-    """``total``: seconds for all ``cfg.steps`` steps (measured, or extrapolated)."""
-    from linsam._src import fastsweep as fs
+def measure_default(cfg: BenchConfig) -> dict:
+    """The default workload through ``simulate`` (forms auto and primal), with the process's
+    peak memory before/after and the engine's estimate."""
+    from linsam import simulate as sim
+    from linsam._src.engine import linear
 
-    n, d, S, R, k = plan.n, plan.d, plan.S, plan.R, cfg.record_every
-    isz = np.dtype(dt).itemsize
-    per_step = total / cfg.steps
-    flops = S * fs.flops_per_step(n, d, R, k, plan.form)
-    nbytes = S * fs.bytes_per_step(n, d, R, k, isz, plan.form)
-    row = dict(
-        sweep=kind, dtype=dt, form=plan.form, variant=variant, seed_block=plan.seed_block, steps_timed=steps_timed,
-        per_step=per_step, total=total, flops=flops / per_step, bytes=nbytes / per_step,
-    )
-    row["flop_fraction"] = row["flops"] / limits[f"gemm_{dt}"]["limit"]
-    row["byte_fraction"] = row["bytes"] / limits["copy"]["limit"]
-    return row
-
-
-# (sweep, variant): form and seed_block passed to plan_sweep. "streaming" runs every dataset
-# at once (X streamed from memory each step: the bandwidth measurement); "primal" and "auto"
-# are what a user gets with form="primal" / the defaults.
-_VARIANTS = {
-    "a": (("primal", "primal", None), ("auto", "auto", None)),
-    "b": (("streaming", "primal", "all"), ("primal", "primal", None), ("auto", "auto", None)),
-}
+    config = default_workload(cfg)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rows = []
+    for form in ("auto", "primal"):
+        cold, warm, res = _simulate_timed(config, form=form)
+        n, d = config.n, config.data.d
+        runs = 1 + len(config.rhos)  # per seed: GD once, 1-SAM per rho
+        used = form if form != "auto" else linear.choose_form(n, d, runs, config.record_every)
+        rows.append(dict(form=form, resolved=used, cold=cold, warm=warm, backend=res.backend))
+        if form == "auto":
+            rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    est = sim.estimate_memory(config)
+    return dict(config=config, rows=rows, rss_before=rss0, rss_after=rss1, estimate=est,
+                records=len(sim.record_steps(config)), metrics=len(res.metrics))
 
 
-def measure_sweeps(cfg: BenchConfig, limits: dict) -> tuple[list, dict]:
-    """(a) shared data and (b) one dataset per run, float32 and float64, in the variants of
-    ``_VARIANTS``; plus the NumPy per-run loop on the same data. Returns (rows, numpy rows)."""
-    from linsam._src import fastsweep as fs
+def measure_numpy(cfg: BenchConfig) -> dict:
+    config = default_workload(cfg)
+    _, times = numpy_simulate(config)
+    return dict(runs=len(times) + (len(config.rhos) - 1) * config.num_seeds, total=float(sum(times)),
+                per_run_step=float(sum(times)) / (config.num_seeds * (1 + len(config.rhos)) * config.steps))
 
-    _expit(np.zeros(1))  # import SciPy before any timing
-    rows, np_rows = [], []
+
+def measure_rho_sweeps(cfg: BenchConfig, limits: dict) -> list:
+    """The rho sweep in float32 (all steps) and float64 (``steps_f64`` steps), primal and auto."""
+    from linsam._src.engine import linear
+
+    rows = []
     for dt in ("float32", "float64"):
-        steps = cfg.steps if dt == "float32" else cfg.steps_f64
-        Xa, ta, ma = make_data(0, None, cfg.n, cfg.d, dt)
-        Xb, tb, mb = make_data(1000, cfg.R, cfg.n, cfg.d, dt)
-        rho = _rhos(cfg.R)
-        for kind, (X, t, mask, r) in (("a", (Xa, ta, ma, rho)), ("b", (Xb, tb, mb, [0.25]))):
-            timed = {}
-            for variant, form, block in _VARIANTS[kind]:
-                kw = dict(lr=0.5, record_every=cfg.record_every, noisy=mask, form=form, dtype=dt,
-                          seed_block=cfg.R if block == "all" else None)
-                plan = fs.plan_sweep(X, t, r, steps=steps, **kw)
-                key = (plan.form, plan.seed_block)
-                if key not in timed:  # a variant that resolves to an already timed program reuses its time
-                    total = _time_compiled(plan.fn, *plan.args)[0]
-                    if steps < cfg.steps:
-                        # Shortened run: one-off work (Gram matrix, first logits, record 0) must not be
-                        # scaled up with the steps. Time one record block too; the difference gives the
-                        # marginal cost per step: total = T(k) + (T(steps) - T(k)) / (steps - k) * (S - k).
-                        k = cfg.record_every
-                        short = fs.plan_sweep(X, t, r, steps=k, **kw)
-                        t_short = _time_compiled(short.fn, *short.args)[0]
-                        total = t_short + max(total - t_short, 0.0) / (steps - k) * (cfg.steps - k)
-                    timed[key] = total
-                rows.append(_sweep_row(kind, dt, variant, plan, steps, cfg, timed[key], limits))
-            # the NumPy loop: cfg.numpy_runs runs x cfg.numpy_steps steps, extrapolated
-            # (each run timed on its own; the fastest run sets the rate: the baseline's best case)
-            Xn, tn, mn = np.asarray(X), np.asarray(t), np.asarray(mask)
-            rr = rho if kind == "a" else np.full(cfg.R, 0.25)
-            per_run = []
-            for run in range(min(cfg.numpy_runs, cfg.R)):
-                t0 = time.perf_counter()
-                numpy_reference_sweep(Xn, tn, rr, 0.5, cfg.numpy_steps, cfg.record_every, mn, runs=[run])
-                per_run.append((time.perf_counter() - t0) / cfg.numpy_steps)
-            per_run_step = min(per_run)
-            np_rows.append(dict(
-                sweep=kind, dtype=dt, runs=len(per_run), steps=cfg.numpy_steps, per_run_step=per_run_step,
-                median_run_step=float(np.median(per_run)), total=per_run_step * cfg.R * cfg.steps,
-            ))
-    for r in np_rows:
-        for row in rows:
-            if row["sweep"] == r["sweep"] and row["dtype"] == r["dtype"] and row["variant"] in ("primal", "auto"):
-                r[f"speedup_{row['variant']}"] = r["total"] / row["total"]
-                r[f"form_{row['variant']}"] = row["form"]
-    return rows, np_rows
+        config = rho_sweep(cfg, dt)
+        n, d, R, k = config.n, config.data.d, len(config.rhos), config.record_every
+        for form in ("primal", "auto"):
+            resolved = form if form != "auto" else linear.choose_form(n, d, R, k)
+            cold, warm, _ = _simulate_timed(config, form=form)
+            flops = linear.flops_per_step(n, d, R, k, resolved) * config.steps / warm
+            nbytes = linear.bytes_per_step(n, d, R, k, np.dtype(dt).itemsize, resolved) * config.steps / warm
+            rows.append(dict(dtype=dt, form=form, resolved=resolved, steps=config.steps, R=R, cold=cold, warm=warm,
+                             per_step=warm / config.steps, flops=flops, bytes=nbytes,
+                             flop_fraction=flops / limits[f"gemm_{dt}"]["limit"],
+                             byte_fraction=nbytes / limits["copy"]["limit"]))
+    return rows
 
 
 def _loop_time(step, state, *data, steps):
@@ -475,142 +432,49 @@ def _loop_time(step, state, *data, steps):
     return elapsed / steps
 
 
+def _problem(seed, n, d):
+    """A float32 binary problem (no compilation): x = t mu + g / sqrt(d), |mu| = 2, 20% flips."""
+    rng = np.random.default_rng(seed)
+    t = np.where(rng.random(n) < 0.5, 1.0, -1.0).astype(np.float32)
+    X = (rng.standard_normal((n, d)) / math.sqrt(d)).astype(np.float32)
+    X[:, 0] += 2.0 * t
+    t[: n // 5] *= -1
+    return X, t
+
+
 def measure_autodiff(cfg: BenchConfig) -> list:
-    """Closed form vs generic autodiff (:mod:`linsam.rules`), time per step, float32."""
+    """Closed form vs generic autodiff (``method.direction`` vs ``method.autodiff``), float32."""
     import jax
     import jax.numpy as jnp
 
-    from linsam._src import dln, logreg, rules
+    from linsam._src import rules
+    from linsam._src.models import DLN, LogReg
 
     rows = []
     lr, rho = 0.5, 0.1
     n, d = cfg.ad_logreg
-    X, t, _ = (jnp.asarray(a) for a in make_data(7, None, n, d, "float32"))
+    X, t = (jnp.asarray(a) for a in _problem(7, n, d))
+    model, m = LogReg(), rules.OneSAM(rho)
     w0 = jnp.zeros(d, jnp.float32)
     ns = cfg.ad_steps[0]
-    closed = _loop_time(lambda w, X, t: w - lr * logreg._one_sam(w, X, t, rho), w0, X, t, steps=ns)
-    auto = _loop_time(lambda w, X, t: w - lr * rules._one_sam(logreg.MODEL, w, X, t, rho), w0, X, t, steps=ns)
+    closed = _loop_time(lambda w, X, t: w - lr * m.direction(model, w, X, t), w0, X, t, steps=ns)
+    auto = _loop_time(lambda w, X, t: w - lr * m.autodiff(model, w, X, t), w0, X, t, steps=ns)
     rows.append(dict(rule="1-SAM logistic", sizes=f"n={n}, d={d}", closed=closed, autodiff=auto, note="vmap, no chunks"))
-    # The core closed form recomputes the row norms ||x_i|| at every call (a third pass over X);
-    # the sweep's step (linsam.fastsweep) hoists them and reads a stored X^T: the same update.
-    from linsam._src import fastsweep as fs
-
-    xn = jnp.linalg.norm(X, axis=1)
-    C0, XT = xn[:, None] * rho, fs._transpose(X)
-
-    def hoisted(w, X, XT, t, C0, xn):
-        c = fs._coefficients(fs._logits(X, w[:, None]), t, C0, xn > 0)
-        return w + (lr / n) * fs._grad(XT, c)[:, 0]
-
-    fast = _loop_time(hoisted, w0, X, XT, t, C0, xn, steps=ns)
-    rows.append(dict(rule="1-SAM logistic, sweep step", sizes=f"n={n}, d={d}", closed=fast, autodiff=auto,
-                     note="same closed form, row norms hoisted, X^T stored (linsam.fastsweep)"))
     n, d, h = cfg.ad_dln
-    X, t, _ = (jnp.asarray(a) for a in make_data(8, None, n, d, "float32"))
-    p0 = dln.init(jax.random.PRNGKey(0), d, h, 1.0, jnp.float32)
+    X, t = (jnp.asarray(a) for a in _problem(8, n, d))
+    model = DLN(hidden=h)
+    p0 = model.init(jax.random.PRNGKey(0), d, scale=1.0, dtype=jnp.float32)
     upd = lambda p, g: jax.tree_util.tree_map(lambda a, b: a - lr * b, p, g)  # noqa: E731
     ns = cfg.ad_steps[1]
-    for name, method in (("1-SAM DLN", "one_sam"), ("J-SAM DLN", "jsam")):
-        kern = dln.KERNELS[method]
-        closed = _loop_time(lambda p, X, t, kern=kern: upd(p, kern(p, X, t, rho)), p0, X, t, steps=ns)
-        auto = _loop_time(
-            lambda p, X, t, method=method: upd(
-                p, rules.unvalidated_direction(method, dln.MODEL, p, X, t, rho=rho, chunk_size=cfg.ad_chunk)
-            ),
-            p0, X, t, steps=ns,
-        )
+    for name, cls in (("1-SAM DLN", rules.OneSAM), ("J-SAM DLN", rules.JSAM)):
+        m = cls(rho, chunk_size=cfg.ad_chunk)
+        closed = _loop_time(lambda p, X, t, m=m: upd(p, m.direction(model, p, X, t)), p0, X, t, steps=ns)
+        auto = _loop_time(lambda p, X, t, m=m: upd(p, m.autodiff(model, p, X, t)), p0, X, t, steps=ns)
         rows.append(dict(rule=name, sizes=f"n={n}, d={d}, h={h}", closed=closed, autodiff=auto,
                          note=f"chunk_size={cfg.ad_chunk} (per-example grads of size h*d)"))
     for r in rows:
         r["speedup"] = r["autodiff"] / r["closed"]
     return rows
-
-
-def _fit_exponent(xs, ys):
-    lx, ly = np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float))
-    return float(np.polyfit(lx, ly, 1)[0])
-
-
-def measure_scaling(cfg: BenchConfig) -> list:
-    """Primal float32 shared-data sweep: ms per step against n, d and R (others at base;
-    metrics: loss, train accuracy, ||w|| every ``record_every`` steps)."""
-    from linsam._src import fastsweep as fs
-
-    rows = []
-    for axis, values in (("n", cfg.scaling_n), ("d", cfg.scaling_d), ("R", cfg.scaling_R)):
-        times = []
-        for v in values:
-            size = dict(n=cfg.n, d=cfg.d, R=cfg.R)
-            size[axis] = v
-            X, t, _ = make_data(3, None, size["n"], size["d"], "float32")
-            plan = fs.plan_sweep(X, t, _rhos(size["R"]), lr=0.5, steps=cfg.scaling_steps, record_every=cfg.record_every,
-                                 form="primal", dtype="float32")
-            elapsed, _, _ = _time_compiled(plan.fn, *plan.args)
-            times.append(elapsed / cfg.scaling_steps)
-        rows.append(dict(axis=axis, values=list(values), per_step=times, exponent=_fit_exponent(values, times)))
-    return rows
-
-
-def measure_profile(cfg: BenchConfig) -> list:
-    """One primal float32 step taken apart: each part in its own jitted loop (ms per step).
-
-    Each loop feeds its output back into the next iteration (through a cheap sum where the
-    shapes differ) so XLA cannot hoist the work out of the loop."""
-    import jax
-    import jax.numpy as jnp
-
-    from linsam._src import fastsweep as fs
-
-    P = cfg.profile_steps
-    coef = jax.vmap(fs._coefficients)
-    out = []
-    for kind in ("a", "b"):
-        if kind == "a":
-            X, t, _ = make_data(0, None, cfg.n, cfg.d, "float32")
-            X, t, R = X[None], t[None], cfg.R
-        else:
-            X, t, _ = make_data(1000, cfg.R, cfg.n, cfg.d, "float32")
-            R = 1
-        X, t = jnp.asarray(X), jnp.asarray(t)
-        S = X.shape[0]
-        xn = jnp.linalg.norm(X, axis=2)
-        C0 = xn[..., None] * jnp.asarray(_rhos(R), jnp.float32)
-        W0 = jnp.zeros((S, cfg.d, R), jnp.float32)
-        M0 = jnp.zeros((S, cfg.n, R), jnp.float32)
-        XT = fs._transpose(X)
-        logits, grad = jax.vmap(fs._logits), jax.vmap(fs._grad)  # the sweep's own GEMM layouts
-        parts = {
-            "logits M = X W": (lambda W, X, XT, t, C0, xn: W + 1e-9 * jnp.sum(logits(X, W)), W0),
-            "gradient G = X^T C (stored X^T)": (lambda M, X, XT, t, C0, xn: M + 1e-9 * jnp.sum(grad(XT, M)), M0),
-            "coefficients (sigmoid, mask)": (lambda M, X, XT, t, C0, xn: coef(M, t, C0, xn > 0), M0),
-            "update W += lr/n G": (lambda W, X, XT, t, C0, xn: W + 1e-3 * W, W0),
-        }
-
-        def full(carry, X, XT, t, C0, xn):
-            W, M = carry
-            W = W + 1e-3 * grad(XT, coef(M, t, C0, xn > 0))
-            return W, logits(X, W)
-
-        rows = [(name, _loop_time(fn, s0, X, XT, t, C0, xn, steps=P)) for name, (fn, s0) in parts.items()]
-        out.append(dict(sweep=kind, form="primal", S=S, R=R, parts=rows,
-                        full=_loop_time(full, (W0, M0), X, XT, t, C0, xn, steps=P)))
-        if kind == "b":  # the dual step of the same seed sweep
-            K = jax.jit(jax.vmap(lambda X, XT: X @ XT))(X, XT)
-            dparts = {
-                "K C (batched matvec)": (lambda M, K, t, C0, xn: M + 1e-9 * jnp.sum(K @ M), M0),
-                "coefficients (sigmoid, mask)": (lambda M, K, t, C0, xn: coef(M, t, C0, xn > 0), M0),
-                "updates M += lr/n KC, A += C": (lambda M, K, t, C0, xn: (M[0] + 1e-3 * M[1], M[1] + M[0]), (M0, M0)),
-            }
-
-            def dfull(carry, K, t, C0, xn):
-                M, A = carry
-                C = coef(M, t, C0, xn > 0)
-                return M + 1e-3 * (K @ C), A + C
-
-            rows = [(name, _loop_time(fn, s0, K, t, C0, xn, steps=P)) for name, (fn, s0) in dparts.items()]
-            out.append(dict(sweep=kind, form="dual", S=S, R=R, parts=rows,
-                            full=_loop_time(dfull, (M0, M0), K, t, C0, xn, steps=P)))
-    return out
 
 
 # ----------------------------------------------------------------------------- report
@@ -636,14 +500,17 @@ def render(res: dict) -> str:
     cfg: BenchConfig = res["config"]
     m = res["machine"]
     lim = res["limits"]
+    dflt, npy = res["default"], res["numpy"]
+    c = dflt["config"]
     L = []
     add = L.append
     add("# linsam benchmarks")
     add("")
     add(f"Generated by `python -m bench{' --tiny' if cfg.name == 'tiny' else ''}` (linsam {res['version']}) "
         f"on {res['date']} in {res['wall']:.0f} s. All numbers below were measured in this one process, "
-        "on this machine; timings are wall-clock, never asserted by tests. Re-run on a quiet machine "
-        "before quoting them: the load average and the CPU time other processes used are recorded below.")
+        "on this machine, through `linsam.simulate.simulate` (the one engine); timings are wall-clock, never "
+        "asserted by tests. Re-run on a quiet machine before quoting them: the load average and the CPU time "
+        "other processes used are recorded below.")
     if cfg.name == "tiny":
         add("")
         add("**Tiny mode**: sizes shrunk to test the command, numbers meaningless.")
@@ -668,36 +535,24 @@ def render(res: dict) -> str:
     add(f"| other processes during the run (cores busy on average, /proc/stat) | "
         f"{'unknown' if oc is None else f'{oc:.2f}'} |")
     add("")
-    # --- targets
     add("## Targets")
     add("")
     add("| target | dtype | form | measured | goal | met |")
     add("|---|---|---|---|---|---|")
-    for r in res["sweeps"]:
-        if r["sweep"] == "a" and r["variant"] == "primal":
-            add(f"| (a) shared-data sweep: FLOP/s / GEMM FLOP/s | {r['dtype']} | primal | {r['flop_fraction']:.2f} "
+    for r in dflt["rows"]:
+        sp = npy["total"] / r["warm"]
+        label = "auto" if r["form"] == "auto" else "primal"
+        add(f"| default workload: simulate vs per-run NumPy loop | {c.dtype} | {label} ({r['resolved']}) | {sp:.1f}x | "
+            f">= {TARGET_NUMPY_SPEEDUP:.0f}x | {_met(sp, TARGET_NUMPY_SPEEDUP)} |")
+    for r in res["rho"]:
+        if r["form"] == "primal":
+            add(f"| rho sweep: FLOP/s / GEMM FLOP/s | {r['dtype']} | primal | {r['flop_fraction']:.2f} "
                 f"({_g(r['flops'])} / {_g(lim['gemm_' + r['dtype']]['limit'])} GFLOP/s) | >= {TARGET_ROOFLINE:.2f} | "
                 f"{_met(r['flop_fraction'], TARGET_ROOFLINE)} |")
-        elif r["sweep"] == "b" and r["variant"] in ("streaming", "primal"):
-            what = ("streaming, all datasets at once" if r["variant"] == "streaming"
-                    else f"default seed_block={r['seed_block']} (data from cache: an effective rate)")
-            add(f"| (b) per-run-data sweep: bytes/s / copy bandwidth, {what} | {r['dtype']} | primal | "
-                f"{r['byte_fraction']:.2f} ({_g(r['bytes'])} / {_g(lim['copy']['limit'])} GB/s) | "
-                f">= {TARGET_ROOFLINE:.2f} | "
-                f"{_met(r['byte_fraction'], TARGET_ROOFLINE)} |")
-    for r in res["numpy"]:
-        for req in ("primal", "auto"):
-            if f"speedup_{req}" not in r:
-                continue
-            label = "primal" if req == "primal" else f"auto ({r['form_auto']})"
-            add(f"| (c) sweep ({r['sweep']}) vs per-run NumPy loop | {r['dtype']} | {label} | "
-                f"{r[f'speedup_{req}']:.1f}x | >= {TARGET_NUMPY_SPEEDUP:.0f}x | "
-                f"{_met(r[f'speedup_{req}'], TARGET_NUMPY_SPEEDUP)} |")
-    for ad in res["autodiff"][:2]:
+    for ad in res["autodiff"][:1]:
         add(f"| closed form vs autodiff, {ad['rule']} ({ad['sizes']}) | float32 | - | {ad['speedup']:.1f}x | "
             f">= {TARGET_CLOSED_SPEEDUP:.0f}x | {_met(ad['speedup'], TARGET_CLOSED_SPEEDUP)} |")
     add("")
-    # --- limits
     add("## Machine limits (measured in this run)")
     add("")
     add("| quantity | JAX (XLA) | NumPy | limit used |")
@@ -706,53 +561,50 @@ def render(res: dict) -> str:
         g = lim[f"gemm_{dt}"]
         add(f"| GEMM {dt}, N in {list(cfg.gemm_sizes)}, best of {cfg.gemm_reps} (GFLOP/s) | {_g(g['jax'])} | "
             f"{_g(g['numpy'])} | {_g(g['limit'])} |")
-    c = lim["copy"]
-    add(f"| copy bandwidth, {cfg.copy_mib} MiB float32, read + write bytes (GB/s) | {_g(c['jax'])} | {_g(c['numpy'])} | "
-        f"{_g(c['limit'])} |")
+    cp = lim["copy"]
+    add(f"| copy bandwidth, {cfg.copy_mib} MiB float32, read + write bytes (GB/s) | {_g(cp['jax'])} | {_g(cp['numpy'])} | "
+        f"{_g(cp['limit'])} |")
     add("")
-    add("JAX's copy is `dst = q * src` into a donated buffer (XLA's threads); NumPy's is `np.copyto` (one thread). "
-        "The limit used is the better of the two. A copy moves about 3 bytes for every 2 it counts (the written "
-        "line is read first), so a read-only stream such as sweep (b) can exceed 1.0 of it.")
+    add(f"## The default workload through `linsam.simulate` (n = {c.n}, d = {c.data.d}, {c.steps} steps, {c.dtype})")
     add("")
-    # --- sweeps
-    add(f"## Linear 1-SAM sweeps (n = {cfg.n}, d = {cfg.d}, R = {cfg.R} runs, {cfg.steps} steps, metrics every "
-        f"{cfg.record_every} steps)")
+    add(f"`linsam/configs/default.toml` restricted to GD + 1-SAM at rho {', '.join(map(str, c.rhos))}, "
+        f"{c.num_seeds} seeds: {dflt['metrics']} metrics at {dflt['records']} record steps (every step to "
+        f"{c.record_dense}, then every {c.record_every}). GD trains once per seed (its rho-dependent metrics are "
+        f"evaluated at each rho), 1-SAM once per rho: {c.num_seeds * (1 + len(c.rhos))} runs. *cold* = the first "
+        "call (compilation included), *warm* = the same call again (the compiled programs reused: what every "
+        "further sweep of these shapes costs).")
     add("")
-    add("(a): one dataset shared by the R runs (a rho sweep: W is d x R, two GEMMs per step). "
-        "(b): one dataset per run (a seed sweep: S = R datasets of one run each, two batched matvecs per step). "
-        f"float32 sweeps are timed over all {cfg.steps} steps. float64 sweeps are timed over {cfg.steps_f64} steps and over "
-        f"{cfg.record_every} steps, and **extrapolated** to {cfg.steps}: T({cfg.record_every}) + marginal cost per step x "
-        f"({cfg.steps} - {cfg.record_every}), so one-off work (Gram matrix, first logits) is not scaled up. "
-        "ms/step = time for all steps / steps. Clean/noisy metrics (20% symmetric label noise) at every record step.")
-    add("")
-    add("| sweep | dtype | variant | form | seed_block | steps timed | ms/step | time for all steps (s) | GFLOP/s | / GEMM "
-        "| GB/s | / copy |")
-    add("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in res["sweeps"]:
-        add(f"| ({r['sweep']}) | {r['dtype']} | {r['variant']} | {r['form']} | {r['seed_block']} | {r['steps_timed']} | "
-            f"{_ms(r['per_step'])} | {r['total']:.2f} | {_g(r['flops'])} | {r['flop_fraction']:.2f} | {_g(r['bytes'])} | "
-            f"{r['byte_fraction']:.2f} |")
-    add("")
-    add("Variants: *primal* = `form=\"primal\"` with the default `seed_block`; *auto* = all defaults (`form=\"auto\"` "
-        "picks the cheaper form); *streaming* = primal with every dataset at once (`seed_block=S`), each X read from "
-        "memory twice per step: the bandwidth measurement. GFLOP/s and GB/s are the analytic counts below divided by the "
-        "measured time; a cache-blocked or dual row can exceed the memory bandwidth because its data come from cache.")
-    add("")
-    add("## NumPy per-run loop (the baseline of target c)")
-    add("")
-    add(f"A plain Python loop over runs and steps, two NumPy matrix-vector products per step and the same metrics every "
-        f"{cfg.record_every} steps (`linsam._src.benchmark.numpy_reference_sweep`; a test checks it follows the same "
-        f"trajectory). Each of {cfg.numpy_runs} runs is timed alone over {cfg.numpy_steps} steps; the **fastest** run's time "
-        f"per step is **extrapolated** to {cfg.R} runs x {cfg.steps} steps (the baseline's best case, so the speedups are "
-        "conservative).")
-    add("")
-    add("| sweep | dtype | runs x steps timed | ms per run-step (best / median run) | extrapolated total (s) | "
-        "speedup primal | speedup auto |")
+    add("| form | backend | cold: compile + run (s) | warm run (s) | NumPy loop (s) | speedup warm | speedup cold |")
     add("|---|---|---|---|---|---|---|")
-    for r in res["numpy"]:
-        sa = f"{r['speedup_auto']:.1f}x ({r['form_auto']})"
-        add(f"| ({r['sweep']}) | {r['dtype']} | {r['runs']} x {r['steps']} | {_ms(r['per_run_step'])} / "
-            f"{_ms(r['median_run_step'])} | {r['total']:.1f} | {r['speedup_primal']:.1f}x | {sa} |")
+    for r in dflt["rows"]:
+        bk = ", ".join(f"{k}: {v}" for k, v in r["backend"].items())
+        add(f"| {r['form']} ({r['resolved']}) | {bk} | {r['cold']:.2f} | {r['warm']:.2f} | {npy['total']:.2f} | "
+            f"{npy['total'] / r['warm']:.1f}x | {npy['total'] / r['cold']:.1f}x |")
+    add("")
+    add("## NumPy per-run loop (the baseline)")
+    add("")
+    add("A plain Python loop per run (`linsam._src.benchmark.numpy_simulate`): two NumPy matrix-vector products a "
+        "step, every metric at the same record steps (population accuracy included), the sigmoid's argument "
+        "clipped to [-80, 80] in float32 so no result is denormal; GD once per seed, like the engine. A test checks "
+        "it follows the engine's trajectory and metrics (float64). Every run timed in full, in this process.")
+    add("")
+    add("| runs | steps per run | total (s) | ms per run-step |")
+    add("|---|---|---|---|")
+    add(f"| {npy['runs']} | {c.steps} | {npy['total']:.2f} | {_ms(npy['per_run_step'])} |")
+    add("")
+    rs = res["rho"][0]
+    add(f"## The rho sweep (one seed, 1-SAM at R = {rs['R']} radii, n = {c.n}, d = {c.data.d})")
+    add("")
+    add(f"All runs share one dataset, so the primal form's step is two GEMMs on W (d x R). float32 timed over "
+        f"{cfg.steps} steps, float64 over {cfg.steps_f64}; warm calls through `simulate(config, form=...)`, metrics "
+        f"every {c.record_every} steps. GFLOP/s and GB/s are the analytic counts below divided by the measured time.")
+    add("")
+    add("| dtype | form | steps | ms/step | cold (s) | warm (s) | GFLOP/s | / GEMM | GB/s | / copy |")
+    add("|---|---|---|---|---|---|---|---|---|---|")
+    for r in res["rho"]:
+        add(f"| {r['dtype']} | {r['form']} ({r['resolved']}) | {r['steps']} | {_ms(r['per_step'])} | {r['cold']:.2f} | "
+            f"{r['warm']:.2f} | {_g(r['flops'])} | {r['flop_fraction']:.2f} | {_g(r['bytes'])} | "
+            f"{r['byte_fraction']:.2f} |")
     add("")
     add("## Closed form vs generic autodiff (time per step, float32)")
     add("")
@@ -762,71 +614,29 @@ def render(res: dict) -> str:
         add(f"| {r['rule']} | {r['sizes']} | {_ms(r['closed'])} | {_ms(r['autodiff'])} | {r['speedup']:.1f}x | "
             f"{r['note']} |")
     add("")
-    add(f"## Scaling (primal form, shared data, float32, {cfg.scaling_steps} steps per point)")
-    add("")
-    add(f"Each axis varied with the others at n = {cfg.n}, d = {cfg.d}, R = {cfg.R}; exponent = slope of log time "
-        "against log size (least squares). The FLOP model 4ndR predicts 1 on every axis once the GEMMs dominate.")
-    add("")
-    add("| axis | values | ms/step | fitted exponent |")
-    add("|---|---|---|---|")
-    for r in res["scaling"]:
-        add(f"| {r['axis']} | {', '.join(map(str, r['values']))} | {', '.join(_ms(x) for x in r['per_step'])} | "
-            f"{r['exponent']:.2f} |")
-    add("")
-    mem = res["memory"]
-    add("## Peak memory of the default sweep")
-    add("")
-    add(f"Default sweep: {mem['S']} seeds x ({mem['runs_label']}) = {mem['S']} x {mem['R']} runs, n = {cfg.n}, d = {cfg.d}, "
-        f"{cfg.steps} steps, metrics every {cfg.record_every} steps ({mem['T']} records), float32, form {mem['form']}; "
-        f"ran in {mem['elapsed']:.1f} s. Measured first in the process.")
+    add("## Peak memory of the default workload")
     add("")
     add("| quantity | bytes |")
     add("|---|---|")
-    if mem["xla"]:
-        x = mem["xla"]
-        add(f"| XLA buffers of the compiled sweep: arguments / outputs / temporaries | {_mib(x['arguments'])} / "
-            f"{_mib(x['outputs'])} / {_mib(x['temporaries'])} |")
-        add(f"| XLA peak (arguments + outputs + temporaries - aliased) | {_mib(x['total'])} |")
-    if mem["device_peak"]:
-        add(f"| device memory_stats peak_bytes_in_use | {_mib(mem['device_peak'])} |")
-    else:
-        add("| device memory_stats | not available on this backend |")
-    add(f"| process peak RSS (ru_maxrss) before / after the sweep | {_mib(mem['rss_before'])} / {_mib(mem['rss_after'])} |")
-    add(f"| of which: the datasets X (analytic) | {_mib(mem['data_bytes'])} |")
-    if mem["gram_bytes"]:
-        add(f"| of which: Gram matrices K (analytic, dual form) | {_mib(mem['gram_bytes'])} |")
-    add(f"| of which: the recorded metrics (analytic) | {_mib(mem['metrics_bytes'])} |")
-    add("")
-    add("The process peak includes the Python interpreter, JAX, XLA's compiled code and the host copy of the "
-        "inputs; the XLA figure is the program's own buffers.")
-    add("")
-    add("## Profile of one float32 step (where the time goes)")
-    add("")
-    add(f"Each part run alone in a jitted loop of {cfg.profile_steps} steps (all datasets at once); 'full step' is the "
-        "whole step as the sweep runs it, without records.")
-    add("")
-    add("| sweep | part | ms/step | share of the sum of parts |")
-    add("|---|---|---|---|")
-    for p in res["profile"]:
-        tot = sum(x for _, x in p["parts"])
-        for name, x in p["parts"]:
-            add(f"| ({p['sweep']}) {p['form']}, S={p['S']}, R={p['R']} | {name} | {_ms(x)} | {x / tot:.0%} |")
-        add(f"| ({p['sweep']}) {p['form']} | **full step** | {_ms(p['full'])} | sum of parts {_ms(tot)} |")
+    add(f"| process peak RSS (ru_maxrss) before / after the first sweep | {_mib(dflt['rss_before'])} / "
+        f"{_mib(dflt['rss_after'])} |")
+    est = dflt["estimate"]
+    add(f"| engine's estimate (`linsam.simulate.estimate_memory`): device per chunk / host | {_mib(est['device'])} / "
+        f"{_mib(est['host'])} |")
     add("")
     add("## How the numbers are counted")
     add("")
-    add("Per step of one dataset with R runs, record interval k (`linsam.fastsweep.flops_per_step`, `bytes_per_step`; "
-        "s = bytes per number):")
+    add("Per step of one seed with R runs, record interval k (`linsam._src.engine.linear.flops_per_step`, "
+        "`bytes_per_step`; s = bytes per number):")
     add("")
-    add("- FLOPs, primal: 4ndR (X W and X^T C, a multiply-add = 2) + 2dR (update); dual: 2n^2R (K C) + 4nR + 2n^2R/k "
-        "(K A for the norm of w at a record; W is rebuilt only at the end). Sigmoids and masks (about 10nR) are not counted.")
-    add("- Bytes, primal: (2nd + 3dR) s (X read twice per step, W read twice and written once); "
-        "dual: (n^2 + 4nR) s + n^2 s/k.")
-    add("- Achieved rate = count x S / (measured time per step); fraction = achieved / limit measured above.")
-    add("- Sweep (b) counts S = R datasets of one run each.")
+    add("- FLOPs, primal: 4ndR (X W and X^T C, a multiply-add = 2) + 2dR (update) + 4dR/k (norm and accuracy moments "
+        "at a record); dual: 2n^2R (K C) + 4nR + 4n^2R/k (K A and K_Sigma A at a record). Sigmoids and masks are "
+        "not counted.")
+    add("- Bytes, primal: (2nd + 3dR) s; dual: (n^2 + 4nR) s + 2n^2 s/k.")
+    add("- Achieved rate = count x steps / (warm time of the whole `simulate` call, data sampling and transfers "
+        "included); fraction = achieved / limit measured above.")
     add("")
     return "\n".join(L)
-
 
 def atomic_write(path: Path, text: str) -> None:
     write_text_atomic(path, text)
@@ -849,21 +659,16 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike | None = "BENCHMARKS.md",
     res["machine"] = machine_info()
     cpu0 = _cpu_seconds()
     steps = [
-        ("memory", "peak memory of the default sweep", lambda: measure_memory(cfg)),
+        ("default", "the default workload through simulate", lambda: measure_default(cfg)),
         ("limits", "machine limits (GEMM, copy)", lambda: measure_limits(cfg)),
-        ("sweeps", "linear 1-SAM sweeps and the NumPy loop", lambda: measure_sweeps(cfg, res["limits"])),
+        ("numpy", "the per-run NumPy loop", lambda: measure_numpy(cfg)),
+        ("rho", "the rho sweep", lambda: measure_rho_sweeps(cfg, res["limits"])),
         ("autodiff", "closed form vs autodiff", lambda: measure_autodiff(cfg)),
-        ("scaling", "scaling in n, d, R", lambda: measure_scaling(cfg)),
-        ("profile", "profile of one step", lambda: measure_profile(cfg)),
     ]
     for key, label, fn in steps:
         t1 = time.perf_counter()
         log(f"[bench] {label} ...")
-        value = fn()
-        if key == "sweeps":
-            res["sweeps"], res["numpy"] = value
-        else:
-            res[key] = value
+        res[key] = fn()
         log(f"[bench] {label}: {time.perf_counter() - t1:.1f} s")
     res["load_end"] = _load()
     res["wall"] = time.perf_counter() - t0

@@ -30,7 +30,15 @@ J-SAM exactly. ``jreg_fixed`` is the cheap practitioner's variant with fixed coe
         + \tfrac{\lambda_{\mathrm{act}}}{2}\, \tfrac1n \textstyle\sum_i \|\phi(\theta, x_i)\|^2 \Big],
 
 with :math:`\theta_{\mathrm{last}}` the last-layer weights and :math:`\phi` the penultimate
-activations (``Model.last_layer`` and ``Model.features``).
+activations (the model's ``last_layer`` and ``features``).
+
+Methods are values: :class:`GD`, :class:`NSAM`, :class:`OneSAM`, :class:`LSAM`,
+:class:`JSAM`, :class:`JReg`, :class:`JRegFixed` are frozen dataclasses registered as pytrees
+(``rho``, ``lam_last``, ``lam_act`` are leaves, so a sweep vmaps over them; ``chunk_size`` is
+static), checked once when built from concrete numbers. ``method.direction(model, params, X,
+t)`` is the one dispatch: the model's closed form where ``model.closed_forms`` has one for the
+method's class, generic autodiff otherwise. :func:`direction` is the validated entry (checks
+the inputs once, then dispatches); :func:`method` parses a name (``"one_sam"``) at the edge.
 
 Zero-gradient convention: where :math:`\|\nabla\ell_i\| = 0` (or :math:`\|g\| = 0` for
 n-SAM) the perturbation is :math:`\epsilon = 0`, so the rule reduces to GD there; no NaN or
@@ -40,9 +48,10 @@ non-zero gradient still gives a unit direction instead of underflowing to zero.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,9 +62,6 @@ from linsam._src import validate
 Params = Any
 Array = jax.Array
 
-METHODS = ("gd", "nsam", "one_sam", "lsam", "jsam", "jreg", "jreg_fixed")
-#: Methods whose direction needs a perturbation radius rho.
-SAM_METHODS = ("nsam", "one_sam", "lsam", "jsam", "jreg")
 
 
 def binary_logistic_loss(logit: Array, t: Array) -> Array:
@@ -66,28 +72,6 @@ def binary_logistic_loss(logit: Array, t: Array) -> Array:
 def softmax_cross_entropy(logits: Array, t: Array) -> Array:
     r"""Softmax cross-entropy :math:`\ell = \log\sum_k e^{f_k} - f_t` for one example, t an int class id."""
     return jax.nn.logsumexp(logits) - jnp.take(logits, t)
-
-
-class Model(NamedTuple):
-    """A model as the rules see it.
-
-    Attributes:
-      apply: ``apply(params, x) -> logits`` for ONE example; a scalar for binary models,
-        shape (K,) for K-class models.
-      loss_from_logits: ``(logits, t) -> scalar`` per-example loss.
-      num_classes: None for binary (labels in {-1, +1}), else K (labels int in [0, K)).
-      features: ``features(params, x) -> array``, penultimate activations (for ``jreg_fixed``).
-      last_layer: ``last_layer(params) -> pytree`` of last-layer weights (for ``jreg_fixed``).
-      apply_batch: ``apply_batch(params, X) -> (n,) or (n, K)``; default ``vmap(apply)``.
-        Only ``gd``/``nsam`` use it (so batch-coupled layers such as BatchNorm can be used there).
-    """
-
-    apply: Callable
-    loss_from_logits: Callable
-    num_classes: int | None = None
-    features: Callable | None = None
-    last_layer: Callable | None = None
-    apply_batch: Callable | None = None
 
 
 # ----------------------------------------------------------------------------- pytree helpers
@@ -133,57 +117,59 @@ def safe_normalize(a):
 # ----------------------------------------------------------------------------- building blocks
 
 
-def example_loss(model: Model, params: Params, x: Array, t: Array) -> Array:
+def example_loss(model, params: Params, x: Array, t: Array) -> Array:
     """Per-example loss l(f(params, x), t)."""
     return model.loss_from_logits(model.apply(params, x), t)
 
 
-def _batch_logits(model: Model, params: Params, X: Array) -> Array:
+def batch_logits(model, params: Params, X: Array) -> Array:
+    """Logits of a batch: ``model.apply_batch`` where given, else ``vmap(model.apply)``."""
     if model.apply_batch is not None:
         return model.apply_batch(params, X)
     return jax.vmap(model.apply, in_axes=(None, 0))(params, X)
 
 
-def batch_loss(model: Model, params: Params, X: Array, t: Array) -> Array:
+def batch_loss(model, params: Params, X: Array, t: Array) -> Array:
     """Mean loss L(params) over the batch."""
-    logits = _batch_logits(model, params, X)
+    logits = batch_logits(model, params, X)
     return jnp.mean(jax.vmap(model.loss_from_logits)(logits, t))
 
 
-def _logit_scale(model: Model, logits: Array, t: Array) -> Array:
+def _logit_scale(model, logits: Array, t: Array) -> Array:
     """dl/dlogits at the given logits (binary: -t sigmoid(-t f); softmax: p - e_t)."""
     return jax.grad(model.loss_from_logits)(logits, t)
 
 
-def _vjp_apply(model: Model, params: Params, x: Array, cotangent: Array):
+def _vjp_apply(model, params: Params, x: Array, cotangent: Array):
     """J(params)^T cotangent for one example."""
     _, pullback = jax.vjp(lambda p: model.apply(p, x), params)
     return pullback(cotangent)[0]
 
 
-def _perturbation(model: Model, params: Params, x: Array, t: Array, rho) -> Params:
+def perturbation(model, params: Params, x: Array, t: Array, rho) -> Params:
+    r"""1-SAM perturbation of one example, :math:`\epsilon = \rho\nabla\ell/\|\nabla\ell\|` (0 where the gradient is 0)."""
     g = jax.grad(example_loss, argnums=1)(model, params, x, t)
     return tree_scale(rho, safe_normalize(g))
 
 
 def _one_sam_example(model, params, x, t, rho):
-    eps = _perturbation(model, params, x, t, rho)
+    eps = perturbation(model, params, x, t, rho)
     return jax.grad(example_loss, argnums=1)(model, tree_add(params, eps), x, t)
 
 
 def _lsam_example(model, params, x, t, rho):
-    eps = _perturbation(model, params, x, t, rho)
+    eps = perturbation(model, params, x, t, rho)
     r = _logit_scale(model, model.apply(tree_add(params, eps), x), t)
     return _vjp_apply(model, params, x, r)
 
 
 def _jsam_example(model, params, x, t, rho):
-    eps = _perturbation(model, params, x, t, rho)
+    eps = perturbation(model, params, x, t, rho)
     r = _logit_scale(model, model.apply(params, x), t)
     return _vjp_apply(model, tree_add(params, eps), x, r)
 
 
-def jacobian_penalty(model: Model, params: Params, x: Array, t: Array, rho) -> Array:
+def jacobian_penalty(model, params: Params, x: Array, t: Array, rho) -> Array:
     r"""Per-example J-reg penalty :math:`\rho\,\|J(\theta)^\top \mathrm{sg}(r(\theta))\|`."""
     r = jax.lax.stop_gradient(_logit_scale(model, model.apply(params, x), t))
     jt_r = jax.grad(lambda p: jnp.sum(r * model.apply(p, x)))(params)
@@ -217,36 +203,19 @@ def _mean_over_examples(fn: Callable, X: Array, t: Array, chunk_size: int | None
     return jax.tree_util.tree_map(lambda a: jnp.sum(a, axis=0) / n, sums)
 
 
-# ----------------------------------------------------------------------------- kernels (no validation)
+# ----------------------------------------------------------------------------- autodiff kernels
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
 def _gd(model, params, X, t):
     return jax.grad(batch_loss, argnums=1)(model, params, X, t)
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
 def _nsam(model, params, X, t, rho):
     g = _gd(model, params, X, t)
     eps = tree_scale(rho, safe_normalize(g))
     return _gd(model, tree_add(params, eps), X, t)
 
 
-def _per_example_rule(example_fn):
-    @functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
-    def kernel(model, params, X, t, rho, chunk_size=None):
-        return _mean_over_examples(lambda x, ti: example_fn(model, params, x, ti, rho), X, t, chunk_size)
-
-    return kernel
-
-
-_one_sam = _per_example_rule(_one_sam_example)
-_lsam = _per_example_rule(_lsam_example)
-_jsam = _per_example_rule(_jsam_example)
-_jreg = _per_example_rule(_jreg_example)
-
-
-@functools.partial(jax.jit, static_argnames=("model",))
 def _jreg_fixed(model, params, X, t, lam_last, lam_act):
     def objective(p):
         total = batch_loss(model, p, X, t)
@@ -263,130 +232,400 @@ def _jreg_fixed(model, params, X, t, lam_last, lam_act):
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
-def per_example_grads(model: Model, params: Params, X: Array, t: Array):
+def per_example_grads(model, params: Params, X: Array, t: Array):
     """Per-example gradients grad l_i(params), a pytree with leading axis n."""
     return jax.vmap(jax.grad(example_loss, argnums=1), in_axes=(None, None, 0, 0))(model, params, X, t)
 
 
-# ----------------------------------------------------------------------------- public, validated
+# ----------------------------------------------------------------------------- methods as values
 
 
-def _validate(model: Model, params, X, t, rho=None):
+def _check_hyper(value, name: str) -> None:
+    """A hyper-parameter leaf: a real number >= 0, or an array of them (a vmapped sweep).
+
+    Tracers (inside jit/vmap) are skipped; None, strings, lists and other non-numbers are
+    refused with a message naming the field.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return
+    if value is None or isinstance(value, (str, bytes, list, tuple, dict, set)):
+        raise ValueError(
+            f"{name} must be a real number >= 0 (or an array of them, for a vmapped sweep), "
+            f"got {type(value).__name__} {value!r}"
+        )
+    validate.check_rho(value, name)
+
+
+def _register(cls):
+    """Register a method dataclass as a pytree: ``_leaves`` are children, ``_static`` aux data.
+
+    Unflattening bypasses ``__init__`` (JAX rebuilds trees with tracers and placeholder
+    objects), so a value is checked exactly once: when a user builds it.
+    """
+    leaves, static = cls._leaves, cls._static
+
+    def flatten_with_keys(m):
+        return [(jax.tree_util.GetAttrKey(k), getattr(m, k)) for k in leaves], tuple(getattr(m, k) for k in static)
+
+    def flatten(m):
+        return [getattr(m, k) for k in leaves], tuple(getattr(m, k) for k in static)
+
+    def unflatten(aux, children):
+        obj = object.__new__(cls)
+        for k, v in zip(leaves, children):
+            object.__setattr__(obj, k, v)
+        for k, v in zip(static, aux):
+            object.__setattr__(obj, k, v)
+        return obj
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten)
+    return cls
+
+
+class Method:
+    """Base of the method values. Subclasses are frozen dataclasses.
+
+    Class attributes: ``name`` (the one string name, used only at the edge), ``uses_rho``
+    (whether the direction depends on ``rho``), ``_leaves`` (pytree children: the
+    hyper-parameters), ``_static`` (aux data: ``chunk_size``).
+    """
+
+    name: ClassVar[str] = ""
+    uses_rho: ClassVar[bool] = False
+    _leaves: ClassVar[tuple[str, ...]] = ()
+    _static: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self):
+        for field in self._leaves:
+            _check_hyper(getattr(self, field), field)
+        if "chunk_size" in self._static and self.chunk_size is not None:
+            validate.check_positive_int(self.chunk_size, "chunk_size")
+
+    @property
+    def hyper(self) -> dict:
+        """The hyper-parameters as a dict (leaves and static fields)."""
+        return {k: getattr(self, k) for k in self._leaves + self._static}
+
+    def direction(self, model, params: Params, X: Array, t: Array, *, checked: bool = False):
+        r"""The update direction :math:`u` of this rule (no input checks: the hot path).
+
+        The one dispatch: ``model.closed_forms[type(self)]`` where the model has it, generic
+        autodiff (:meth:`autodiff`) otherwise. ``checked=True`` adds traced value checks
+        (``jax.experimental.checkify``; run the caller under :func:`checked`).
+        """
+        if checked:
+            _traced_checks(self, model, params, X, t)
+        out = _dispatch(self, model, params, X, t)
+        if checked:
+            _traced_finite(out, f"the {self.name} direction")
+        return out
+
+    def autodiff(self, model, params: Params, X: Array, t: Array):
+        """The generic autodiff direction (ignores the model's closed forms): the reference."""
+        return _autodiff(self, model, params, X, t)
+
+    def _autodiff_kernel(self, model, params, X, t):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _closed_form(model, cls):
+    forms = getattr(model, "closed_forms", None)
+    return None if not forms else forms.get(cls)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _dispatch(method: Method, model, params, X, t):
+    kernel = _closed_form(model, type(method))
+    if kernel is not None:
+        return kernel(method, params, X, t)
+    return method._autodiff_kernel(model, params, X, t)
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _autodiff(method: Method, model, params, X, t):
+    return method._autodiff_kernel(model, params, X, t)
+
+
+@_register
+@dataclasses.dataclass(frozen=True)
+class GD(Method):
+    r"""(S)GD: :math:`u = \nabla L(\theta) = \frac1n\sum_i \nabla \ell_i(\theta)`."""
+
+    name: ClassVar[str] = "gd"
+
+    def _autodiff_kernel(self, model, params, X, t):
+        return _gd(model, params, X, t)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Radius(Method):
+    rho: Any
+    uses_rho: ClassVar[bool] = True
+    _leaves: ClassVar[tuple[str, ...]] = ("rho",)
+
+
+@_register
+@dataclasses.dataclass(frozen=True)
+class NSAM(_Radius):
+    r"""n-SAM: :math:`u = \nabla L(\theta + \rho\, g/\|g\|)`, :math:`g = \nabla L(\theta)` (0 if g = 0).
+
+    Args:
+      rho: radius >= 0 (a pytree leaf: may be traced, or an array for a vmapped sweep).
+    """
+
+    name: ClassVar[str] = "nsam"
+
+    def _autodiff_kernel(self, model, params, X, t):
+        return _nsam(model, params, X, t, self.rho)
+
+
+@dataclasses.dataclass(frozen=True)
+class _PerExample(_Radius):
+    chunk_size: int | None = None
+    _static: ClassVar[tuple[str, ...]] = ("chunk_size",)
+    _example: ClassVar[Callable | None] = None
+
+    def _autodiff_kernel(self, model, params, X, t):
+        example = type(self)._example
+        return _mean_over_examples(lambda x, ti: example(model, params, x, ti, self.rho), X, t, self.chunk_size)
+
+
+@_register
+@dataclasses.dataclass(frozen=True)
+class OneSAM(_PerExample):
+    r"""1-SAM: :math:`u = \frac1n\sum_i \nabla\ell_i(\theta + \epsilon_i)`,
+    :math:`\epsilon_i = \rho\nabla\ell_i/\|\nabla\ell_i\|` (0 where the gradient is 0).
+
+    Args:
+      rho: radius >= 0 (pytree leaf).
+      chunk_size: examples per ``vmap`` chunk of the autodiff path (static; None = all).
+    """
+
+    name: ClassVar[str] = "one_sam"
+    _example: ClassVar[Callable] = staticmethod(_one_sam_example)
+
+
+@_register
+@dataclasses.dataclass(frozen=True)
+class LSAM(_PerExample):
+    r"""L-SAM: :math:`u = \frac1n\sum_i J_i(\theta)^\top r_i(\theta + \epsilon_i)` (logit scale perturbed)."""
+
+    name: ClassVar[str] = "lsam"
+    _example: ClassVar[Callable] = staticmethod(_lsam_example)
+
+
+@_register
+@dataclasses.dataclass(frozen=True)
+class JSAM(_PerExample):
+    r"""J-SAM: :math:`u = \frac1n\sum_i J_i(\theta + \epsilon_i)^\top r_i(\theta)` (Jacobian perturbed)."""
+
+    name: ClassVar[str] = "jsam"
+    _example: ClassVar[Callable] = staticmethod(_jsam_example)
+
+
+@_register
+@dataclasses.dataclass(frozen=True)
+class JReg(_PerExample):
+    r"""J-reg: GD on :math:`L + \frac{\rho}{n}\sum_i \|J_i^\top \mathrm{sg}(r_i)\|` (Prop. 4.1's penalty)."""
+
+    name: ClassVar[str] = "jreg"
+    _example: ClassVar[Callable] = staticmethod(_jreg_example)
+
+
+@_register
+@dataclasses.dataclass(frozen=True)
+class JRegFixed(Method):
+    r"""GD on :math:`L + \frac{\lambda_{\mathrm{last}}}2\|\theta_{\mathrm{last}}\|^2
+    + \frac{\lambda_{\mathrm{act}}}{2n}\sum_i\|\phi(\theta, x_i)\|^2` (fixed coefficients).
+
+    Args:
+      lam_last, lam_act: coefficients >= 0 (pytree leaves).
+    """
+
+    lam_last: Any = 0.0
+    lam_act: Any = 0.0
+    name: ClassVar[str] = "jreg_fixed"
+    _leaves: ClassVar[tuple[str, ...]] = ("lam_last", "lam_act")
+
+    def _autodiff_kernel(self, model, params, X, t):
+        return _jreg_fixed(model, params, X, t, self.lam_last, self.lam_act)
+
+
+#: The method classes by name, in the canonical order (the names exist only at the edge).
+METHOD_CLASSES: dict[str, type] = {c.name: c for c in (GD, NSAM, OneSAM, LSAM, JSAM, JReg, JRegFixed)}
+METHODS = tuple(METHOD_CLASSES)
+#: Methods whose direction needs a perturbation radius rho.
+SAM_METHODS = tuple(name for name, c in METHOD_CLASSES.items() if c.uses_rho)
+
+
+def method(name: str, *, ignore_extra: bool = False, **hyper) -> Method:
+    """Parse a method name and its hyper-parameters (a config entry, a command line) into a value.
+
+    >>> method("one_sam", rho=0.1)
+    OneSAM(rho=0.1, chunk_size=None)
+    >>> method("gd", rho=0.1, ignore_extra=True)   # a sweep's shared settings
+    GD()
+
+    Unknown names are refused with a ValueError; so are hyper-parameters the method does not
+    take, unless ``ignore_extra`` (then they are dropped: one settings dict for every method).
+    """
+    validate.check_method(name, METHODS)
+    cls = METHOD_CLASSES[name]
+    allowed = cls._leaves + cls._static
+    if ignore_extra:
+        hyper = {k: v for k, v in hyper.items() if k in allowed}
+    extra = sorted(set(hyper) - set(allowed))
+    if extra:
+        takes = ", ".join(allowed) or "no hyper-parameters"
+        raise ValueError(f"method {name!r} takes {takes}; got unexpected {', '.join(extra)}")
+    return cls(**hyper)
+
+
+# ----------------------------------------------------------------------------- validated entry
+
+
+def validate_inputs(model, params: Params, X: Array, t: Array, method_value: Method | None = None) -> int:
+    """Check a problem once, before any work (concrete values; tracers skip value checks).
+
+    X: float array (n, ...) with n >= 1, finite (the same dtype rule for every model and
+    rule: integer X is refused); params finite and of the model's shapes
+    (``model.check_params`` where the model has it); labels binary (+-1) or class ids in
+    [0, K); the method's hyper-parameters scalar, finite and >= 0. Returns n.
+    """
     X_shape = np.shape(X)
-    if len(X_shape) < 2 or X_shape[0] < 1:
+    check_params = getattr(model, "check_params", None)
+    if check_params is not None:
+        check_params(params, X)
+    elif len(X_shape) < 2 or X_shape[0] < 1:
         raise ValueError(f"X must have shape (n, ...) with n >= 1 examples, got shape {X_shape}")
     n = int(X_shape[0])
+    validate.check_float(X, "X")
     validate.check_finite(X, "X")
     validate.check_finite(params, "params")
     if model.num_classes is None:
         validate.check_binary_labels(t, n)
     else:
         validate.check_class_labels(t, n, model.num_classes)
-    if rho is not None:
-        validate.check_rho(rho)
+    if method_value is not None:
+        if not isinstance(method_value, Method):
+            raise ValueError(
+                f"method must be a linsam.rules method value ({', '.join(c.__name__ for c in METHOD_CLASSES.values())})"
+                f" or a name ({', '.join(METHODS)}); got {method_value!r}"
+            )
+        for field in method_value._leaves:
+            value = getattr(method_value, field)
+            _check_hyper(value, field)
+            if validate.is_concrete(value) and np.ndim(value) != 0:
+                raise ValueError(
+                    f"{field} must be a scalar for one direction, got shape {np.shape(value)}; "
+                    "to sweep, jax.vmap over a method built with an array"
+                )
+    return n
 
 
-def gd(model: Model, params: Params, X: Array, t: Array):
-    r"""(S)GD direction :math:`\nabla L(\theta) = \frac1n\sum_i \nabla \ell_i(\theta)`."""
-    _validate(model, params, X, t)
-    return _gd(model, params, X, t)
+def direction(method: "Method", model, params: Params, X: Array, t: Array, *, checked: bool = False):
+    """The validated entry: check the inputs once, then ``method.direction(model, params, X, t)``.
 
-
-def nsam(model: Model, params: Params, X: Array, t: Array, rho):
-    r"""n-SAM: :math:`\nabla L(\theta + \rho g/\|g\|)`, one perturbation for the batch (0 if g = 0)."""
-    _validate(model, params, X, t, rho)
-    return _nsam(model, params, X, t, rho)
-
-
-def one_sam(model: Model, params: Params, X: Array, t: Array, rho, *, chunk_size: int | None = None):
-    r"""1-SAM: :math:`\frac1n\sum_i \nabla\ell_i(\theta + \epsilon_i)`, :math:`\epsilon_i = \rho\nabla\ell_i/\|\nabla\ell_i\|`."""
-    _validate(model, params, X, t, rho)
-    validate.check_chunk_size(chunk_size, np.shape(X)[0])
-    return _one_sam(model, params, X, t, rho, chunk_size=chunk_size)
-
-
-def lsam(model: Model, params: Params, X: Array, t: Array, rho, *, chunk_size: int | None = None):
-    r"""L-SAM: logit scale at :math:`\theta+\epsilon_i`, Jacobian at :math:`\theta`."""
-    _validate(model, params, X, t, rho)
-    validate.check_chunk_size(chunk_size, np.shape(X)[0])
-    return _lsam(model, params, X, t, rho, chunk_size=chunk_size)
-
-
-def jsam(model: Model, params: Params, X: Array, t: Array, rho, *, chunk_size: int | None = None):
-    r"""J-SAM: logit scale at :math:`\theta`, Jacobian at :math:`\theta+\epsilon_i`."""
-    _validate(model, params, X, t, rho)
-    validate.check_chunk_size(chunk_size, np.shape(X)[0])
-    return _jsam(model, params, X, t, rho, chunk_size=chunk_size)
-
-
-def jreg(model: Model, params: Params, X: Array, t: Array, rho, *, chunk_size: int | None = None):
-    r"""J-reg: GD on :math:`L + \frac{\rho}{n}\sum_i \|J_i^\top \mathrm{sg}(r_i)\|` (Prop. 4.1's penalty)."""
-    _validate(model, params, X, t, rho)
-    validate.check_chunk_size(chunk_size, np.shape(X)[0])
-    return _jreg(model, params, X, t, rho, chunk_size=chunk_size)
-
-
-def jreg_fixed(model: Model, params: Params, X: Array, t: Array, *, lam_last, lam_act):
-    r"""GD plus fixed last-layer weight decay and penultimate-activation penalty (see module doc)."""
-    _validate(model, params, X, t)
-    validate.check_nonnegative(lam_last, "lam_last")
-    validate.check_nonnegative(lam_act, "lam_act")
-    return _jreg_fixed(model, params, X, t, lam_last, lam_act)
-
-
-def direction(
-    method: str,
-    model: Model,
-    params: Params,
-    X: Array,
-    t: Array,
-    *,
-    rho=0.0,
-    lam_last=0.0,
-    lam_act=0.0,
-    chunk_size: int | None = None,
-):
-    """Dispatch by method name (one of :data:`METHODS`), validating the inputs first."""
-    validate.check_method(method, METHODS)
-    _validate(model, params, X, t, rho if method in SAM_METHODS else None)
-    if method == "jreg_fixed":
-        validate.check_nonnegative(lam_last, "lam_last")
-        validate.check_nonnegative(lam_act, "lam_act")
-    validate.check_chunk_size(chunk_size, np.shape(X)[0])
-    return unvalidated_direction(
-        method, model, params, X, t, rho=rho, lam_last=lam_last, lam_act=lam_act, chunk_size=chunk_size
-    )
-
-
-def unvalidated_direction(method: str, model: Model, params, X, t, *, rho=0.0, lam_last=0.0, lam_act=0.0, chunk_size=None):
-    """Same as :func:`direction` without input checks, for hot loops inside jit/scan."""
-    if method == "gd":
-        return _gd(model, params, X, t)
-    if method == "nsam":
-        return _nsam(model, params, X, t, rho)
-    if method == "jreg_fixed":
-        return _jreg_fixed(model, params, X, t, lam_last, lam_act)
-    kernel = {"one_sam": _one_sam, "lsam": _lsam, "jsam": _jsam, "jreg": _jreg}[method]
-    return kernel(model, params, X, t, rho, chunk_size=chunk_size)
-
-
-def dispatch(rules: dict, method: str, params, X, t, *, rho=0.0, lam_last=0.0, lam_act=0.0):
-    """Call a closed-form module's validated rule by name (shared by logreg, softmax, dln)."""
-    validate.check_method(method, METHODS)
-    if method == "gd":
-        return rules["gd"](params, X, t)
-    if method == "jreg_fixed":
-        return rules["jreg_fixed"](params, X, t, lam_last=lam_last, lam_act=lam_act)
-    return rules[method](params, X, t, rho)
-
-
-def dispatch_kernel(kernels: dict, method: str, params, X, t, *, rho=0.0, lam_last=0.0, lam_act=0.0):
-    """Call a closed-form module's unvalidated kernel by name (for scan loops and vmap sweeps).
-
-    ``method`` must be a Python string (static); ``rho`` and the lambdas may be traced.
+    ``method`` is a method value (``OneSAM(0.1)``); a name is parsed at the edge with
+    :func:`method` (``method("one_sam", rho=0.1)``), never here.
     """
-    if method == "gd":
-        return kernels["gd"](params, X, t)
-    if method == "jreg_fixed":
-        return kernels["jreg_fixed"](params, X, t, lam_last, lam_act)
-    return kernels[method](params, X, t, rho)
+    if not isinstance(method, Method):
+        raise ValueError(f"method must be a linsam.rules method value such as OneSAM(rho=0.1) (parse names with "
+                         f"linsam.rules.method(name, **hyper)), got {method!r}")
+    validate_inputs(model, params, X, t, method)
+    return method.direction(model, params, X, t, checked=checked)
+
+
+# ----------------------------------------------------------------------------- functional shorthands
+
+
+def gd(model, params: Params, X: Array, t: Array):
+    r"""Validated :class:`GD` direction :math:`\nabla L(\theta)`."""
+    return direction(GD(), model, params, X, t)
+
+
+def nsam(model, params: Params, X: Array, t: Array, rho):
+    r"""Validated :class:`NSAM` direction."""
+    return direction(NSAM(rho), model, params, X, t)
+
+
+def one_sam(model, params: Params, X: Array, t: Array, rho, *, chunk_size: int | None = None):
+    r"""Validated :class:`OneSAM` direction."""
+    return direction(OneSAM(rho, chunk_size), model, params, X, t)
+
+
+def lsam(model, params: Params, X: Array, t: Array, rho, *, chunk_size: int | None = None):
+    r"""Validated :class:`LSAM` direction."""
+    return direction(LSAM(rho, chunk_size), model, params, X, t)
+
+
+def jsam(model, params: Params, X: Array, t: Array, rho, *, chunk_size: int | None = None):
+    r"""Validated :class:`JSAM` direction."""
+    return direction(JSAM(rho, chunk_size), model, params, X, t)
+
+
+def jreg(model, params: Params, X: Array, t: Array, rho, *, chunk_size: int | None = None):
+    r"""Validated :class:`JReg` direction."""
+    return direction(JReg(rho, chunk_size), model, params, X, t)
+
+
+def jreg_fixed(model, params: Params, X: Array, t: Array, *, lam_last, lam_act):
+    r"""Validated :class:`JRegFixed` direction."""
+    return direction(JRegFixed(lam_last, lam_act), model, params, X, t)
+
+
+# ----------------------------------------------------------------------------- checked mode
+
+
+def _traced_checks(method_value: Method, model, params, X, t) -> None:
+    """checkify checks of the values that validation cannot see under jit."""
+    from jax.experimental import checkify
+
+    for field in method_value._leaves:
+        v = jnp.asarray(getattr(method_value, field))
+        checkify.check(jnp.all(jnp.isfinite(v) & (v >= 0)), f"{field} must be a finite number >= 0, got {{}}", v)
+    checkify.check(jnp.all(jnp.isfinite(X)), "X contains NaN or inf value(s); all entries must be finite")
+    for leaf in jax.tree_util.tree_leaves(params):
+        if jnp.issubdtype(leaf.dtype, jnp.inexact):
+            checkify.check(jnp.all(jnp.isfinite(leaf)), "params contain NaN or inf value(s); all entries must be finite")
+    if model.num_classes is None:
+        checkify.check(jnp.all((t == 1) | (t == -1)), "t (binary labels) must be -1 or +1")
+    else:
+        checkify.check(jnp.all((t >= 0) & (t < model.num_classes)),
+                       f"t (class ids) must be in [0, {model.num_classes})")
+
+
+def _traced_finite(tree, what: str) -> None:
+    from jax.experimental import checkify
+
+    for leaf in jax.tree_util.tree_leaves(tree):
+        checkify.check(jnp.all(jnp.isfinite(leaf)), f"{what} is not finite (overflow or NaN): the inputs exceed "
+                       f"the float range of {leaf.dtype}")
+
+
+def checked(fn: Callable, *, jit: bool = True) -> Callable:
+    """Run ``fn`` with its traced checks on (the opt-in checked mode).
+
+    ``fn`` calls ``method.direction(..., checked=True)`` (or a ``linsam.optax`` transform
+    built with ``checked=True``) somewhere inside; ``checked(fn)(*args)`` runs it under
+    ``jax.experimental.checkify`` (and ``jax.jit`` unless ``jit=False``) and raises
+    ValueError with the first failed check's message, else returns ``fn``'s result.
+
+    >>> step = checked(lambda rho: OneSAM(rho).direction(model, w, X, t, checked=True))
+    >>> step(-1.0)   # ValueError: rho must be a finite number >= 0, got -1.0
+    """
+    from jax.experimental import checkify
+
+    run = checkify.checkify(fn)
+    if jit:
+        run = jax.jit(run)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        err, out = run(*args, **kwargs)
+        msg = err.get()
+        if msg is not None:
+            raise ValueError(msg.split(" (check failed at")[0])
+        return out
+
+    return wrapper

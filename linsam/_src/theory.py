@@ -43,8 +43,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from linsam._src.dln import DLNParams
+from linsam._src.models._common import binary_margins
+from linsam._src.models.dln import DLN, DLNParams
+from linsam._src.models.logreg import margin_shift, one_sam_weight
 from linsam._src.validate import check_rho
+
+_DLN = DLN()
 
 
 def _check_same_shape(**arrays):
@@ -70,8 +74,7 @@ def one_sam_weights(margins, x_norms, rho):
     _check_same_shape(margins=margins, x_norms=x_norms)
     z = jnp.asarray(margins)
     xn = jnp.asarray(x_norms, z.dtype)
-    C = jnp.where((jax.nn.sigmoid(-z) > 0) & (xn > 0), rho * xn, 0.0)
-    return jnp.exp(jax.nn.log_sigmoid(-z + C) - jax.nn.log_sigmoid(-z))
+    return one_sam_weight(z, margin_shift(z, xn, rho))
 
 
 def one_sam_grad_norms(margins, x_norms, rho):
@@ -106,22 +109,19 @@ def clean_noisy_grad_ratio(margins, x_norms, noise_mask, rho=0.0):
 def logreg_margins(w, X, t):
     r"""Margins :math:`z_i = t_i\langle w, x_i\rangle` for weights with leading axes: ``w`` of
     shape ``(..., d)`` gives ``(..., n)``."""
-    return jnp.asarray(t) * (jnp.asarray(w) @ jnp.asarray(X).T)
+    return binary_margins(jnp.asarray(w) @ jnp.asarray(X).T, jnp.asarray(t))
 
 
 # ----------------------------------------------------------------------------- DLN
 
 
 def _dln_penalty(params: DLNParams, X, t, rho):
-    Z = X @ params.W.T
-    f = Z @ params.v
-    s = jax.lax.stop_gradient(jax.nn.sigmoid(-t * f))
-    J = jnp.sqrt(jnp.sum(Z * Z, axis=1) + jnp.sum(X * X, axis=1) * jnp.sum(params.v * params.v))
-    return rho * jnp.mean(s * J)
+    return _DLN.jsam_penalty(params, X, t, rho)
 
 
 def jsam_penalty(params: DLNParams, X, t, rho):
-    r"""Proposition 4.1 penalty :math:`P = \frac{\rho}{n}\sum_i \mathrm{sg}(\sigma(-z_i))J_i`.
+    r"""Proposition 4.1 penalty :math:`P = \frac{\rho}{n}\sum_i \mathrm{sg}(\sigma(-z_i))J_i`
+    along a trajectory: :meth:`linsam.models.DLN.jsam_penalty` (its one home) over leading axes.
 
     Args:
       params: :class:`linsam.dln.DLNParams` with optional leading axes
@@ -240,35 +240,3 @@ def early_stopping(steps, test_acc, train_acc_clean=None, train_acc_noisy=None, 
         take(clean),
         take(acc),
     )
-
-
-# ----------------------------------------------------------------------------- statistics
-
-
-class PairedCI(NamedTuple):
-    """Mean of paired differences with a two-sided t confidence interval."""
-
-    mean: float
-    lo: float
-    hi: float
-    n: int
-
-    @property
-    def excludes_zero(self) -> bool:
-        return bool(self.lo > 0 or self.hi < 0)
-
-
-def mean_ci(values, level: float = 0.95) -> PairedCI:
-    r"""Mean and Student-t confidence interval over the last axis (independent seeds):
-    :math:`\bar x \pm t_{n-1, (1+\ell)/2}\, s/\sqrt n`. NaNs are dropped."""
-    from scipy.special import stdtrit  # t quantile; lighter import than scipy.stats
-
-    x = np.asarray(values, dtype=float).ravel()
-    x = x[~np.isnan(x)]
-    n = x.size
-    if n < 2:
-        m = float(x.mean()) if n else float("nan")
-        return PairedCI(m, float("nan"), float("nan"), n)
-    m = float(x.mean())
-    half = float(stdtrit(n - 1, 0.5 + level / 2) * x.std(ddof=1) / np.sqrt(n))
-    return PairedCI(m, m - half, m + half, n)

@@ -3,7 +3,9 @@
 Each check raises :class:`ValueError` naming the argument and what is allowed, before
 any work starts. Value checks (finite, label values, rho sign) need concrete arrays; under
 ``jit`` they are skipped (shape checks still run), so call public functions at the
-boundary and unvalidated kernels in hot loops.
+boundary and unvalidated kernels in hot loops. For traced calls the opt-in checked mode
+(:func:`linsam.rules.checked`, ``method.direction(..., checked=True)``) runs the same value
+checks through ``jax.experimental.checkify``.
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ def check_finite(x: Any, name: str) -> None:
             raise ValueError(f"{name} contains {bad} NaN or inf value(s); all entries must be finite")
 
 
-def _check_float(x: Any, name: str) -> None:
+def check_float(x: Any, name: str) -> None:
+    """A floating-point array (the one dtype rule for inputs and parameters: integers refused)."""
     dtype = np.result_type(x) if not hasattr(x, "dtype") else x.dtype
     if not np.issubdtype(dtype, np.floating):
         raise ValueError(f"{name} must be a floating-point array, got dtype {dtype}")
@@ -88,7 +91,7 @@ def check_inputs(X: Any, name: str = "X") -> tuple[int, int]:
     shape = np.shape(X)
     if len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
         raise ValueError(f"{name} must have shape (n, d) with n, d >= 1, got shape {shape}")
-    _check_float(X, name)
+    check_float(X, name)
     check_finite(X, name)
     return int(shape[0]), int(shape[1])
 
@@ -128,7 +131,7 @@ def check_shape(x: Any, shape: tuple, name: str) -> None:
     got = np.shape(x)
     if tuple(got) != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got shape {tuple(got)}")
-    _check_float(x, name)
+    check_float(x, name)
     check_finite(x, name)
 
 

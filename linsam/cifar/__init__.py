@@ -5,9 +5,11 @@ Submodules:
 - :mod:`linsam.cifar.data`: loaders (the shared JPEG archive, cached; the original pickles),
   per-channel normalisation, on-device augmentation, label noise through :mod:`linsam.data`.
 - :mod:`linsam.cifar.resnet`: CIFAR ResNet-18 in Flax (LayerNorm / GroupNorm / BatchNorm,
-  bf16 compute) and its :class:`linsam.rules.Model` adapter.
-- :mod:`linsam.cifar.train`: the driver (methods through :mod:`linsam.rules`, optax SGD,
-  per-epoch metrics, checkpoints and resume, results JSON).
+  bf16 compute) and its model definition (:class:`linsam.models.Generic`).
+- :mod:`linsam.cifar.train`: the driver (method values of :mod:`linsam.rules` as optax
+  transformations, :mod:`linsam.optax`, chained before optax SGD with momentum,
+  per-epoch metrics, checkpoints and resume, a measured time plan, results JSON).
+- :mod:`linsam.cifar.budget`: FLOPs, memory and step times of the compiled programs.
 - :mod:`linsam.cifar.presets`, :mod:`linsam.cifar.plot`.
 
 Needs the optional extra ``gpu`` (flax, optax, pillow). :mod:`linsam.cifar.data` alone needs
@@ -26,9 +28,11 @@ _LAZY = {
     "run": "linsam.cifar.train",
     "run_method": "linsam.cifar.train",
     "validate_config": "linsam.cifar.train",
+    "aggregate": "linsam.cifar.train",
+    "finalize": "linsam.cifar.train",
     "METHODS": "linsam.cifar.train",
     "ResNet18": "linsam.cifar.resnet",
-    "make_rules_model": "linsam.cifar.resnet",
+    "make_model": "linsam.cifar.resnet",
     "PRESETS": "linsam.cifar.presets",
     "plot_curves": "linsam.cifar.plot",
 }

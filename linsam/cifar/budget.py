@@ -1,19 +1,21 @@
-r"""Sizing the ``budget`` preset: FLOP count of the network and measured step costs.
+r"""Sizing the ``budget`` preset: FLOPs and memory of the compiled programs, measured step costs.
 
 The arithmetic (docs/cifar.md, "Budget preset", has the numbers):
 
 .. math::
 
-    t_{\mathrm{step}}(m) \approx c_m \cdot \frac{3\, F\, B}{\eta\, P},
-    \qquad t_{\mathrm{epoch}}(m) = \frac{n}{B}\, t_{\mathrm{step}}(m) + t_{\mathrm{eval}},
+    t_{\mathrm{epoch}}(m) \in \Big[\max\Big(\frac{n}{B}\frac{C_m}{P}, \frac{n}{B}\frac{Q_m}{W}\Big),\;
+    \frac{n}{B}\frac{C_m}{\eta_m P}\Big] + t_{\mathrm{eval}},
 
-with :math:`F` the forward FLOPs of one 32x32 image (:func:`forward_flops`, from XLA's cost
-analysis), :math:`3F` a forward plus backward pass, :math:`B` the batch, :math:`P` the
-accelerator's peak and :math:`\eta` the fraction of it a small-image ResNet reaches, and
-:math:`c_m` the cost of method :math:`m` relative to SGD, measured on the CPU with the same
-code (:func:`measure_step_seconds`). A per-method wall-clock cap (``time_limit_s``) makes the
-run safe against a wrong :math:`\eta` or :math:`c_m` on the GPU: the run stops after the
-last epoch that fits and the results say so.
+with :math:`C_m` and :math:`Q_m` the FLOPs and bytes of one training step of method
+:math:`m` (:func:`program_costs`: XLA's cost analysis of the trainer's own compiled step),
+:math:`n/B` the steps per epoch, :math:`P` the accelerator's peak rate in the compute dtype,
+:math:`W` its memory bandwidth and :math:`\eta_m` the fraction of the peak the method's
+convolutions reach (the unknown: batched convolutions for SGD, grouped per-example ones for the
+SAM rules). :func:`forward_flops` gives the forward pass of one image, :func:`measure_step_seconds`
+step times on this machine. The run itself does not rely on the estimate: the driver's time
+plan (:func:`linsam.cifar.train.run_method`) charges measured costs and stops a method before
+its deadline, and the results say so.
 """
 
 from __future__ import annotations
@@ -75,14 +77,101 @@ def measure_step_seconds(methods, *, width=16, depth=18, batch=32, chunk=None, i
     return out
 
 
-def plan_budget(*, flops_per_image: float, cost_ratio: dict, n_train: int, batch: int, peak_flops: float,
-                efficiency: float, eval_images: int, epochs: int) -> dict:
-    """Predicted seconds per epoch and for ``epochs`` epochs of each method (formula above)."""
-    sgd_step = 3.0 * flops_per_image * batch / (efficiency * peak_flops)
-    eval_s = flops_per_image * eval_images / (efficiency * peak_flops)
-    steps = n_train // batch
+def program_costs(methods, *, width=64, depth=18, batch=128, chunk=64, compute_dtype="float32", eval_batch=1000,
+                  image=32, verbose=True) -> dict:
+    """XLA cost and memory analysis of one training step of each method, and of one evaluation batch.
+
+    Compiles the trainer's own block program (a block of one step, so the cost analysis of
+    the ``lax.scan`` body is the cost of one step) for ``width``/``depth`` on synthetic data
+    of the given shape, on this machine's backend. Returns per method ``flops`` (per step),
+    ``bytes_accessed``, ``temp_bytes`` (scratch memory XLA plans for the step),
+    ``argument_bytes`` (state + data + plan), ``state_bytes`` (parameters + momentum),
+    ``compile_s``; and under ``"eval"`` the same for one batch of ``eval_batch`` images.
+    On a CPU the memory numbers follow the CPU compiler's buffer assignment: an order of
+    magnitude for a GPU, not its exact plan.
+    """
+    rng = np.random.default_rng(0)
+    n = batch * 2
+    ds = cdata.CIFAR10(rng.integers(0, 256, (n, image, image, 3), dtype=np.uint8), np.arange(n, dtype=np.int32) % 10,
+                       rng.integers(0, 256, (eval_batch, image, image, 3), dtype=np.uint8),
+                       np.arange(eval_batch, dtype=np.int32) % 10, "synthetic", "synthetic", "jpeg")
+
+    def analyse(compiled, t):
+        ca = compiled.cost_analysis()
+        if isinstance(ca, (list, tuple)):
+            ca = ca[0]
+        ma = compiled.memory_analysis()
+        nan = float("nan")
+        return {"flops": float(ca.get("flops", nan)), "bytes_accessed": float(ca.get("bytes accessed", nan)),
+                "temp_bytes": int(getattr(ma, "temp_size_in_bytes", -1)),
+                "argument_bytes": int(getattr(ma, "argument_size_in_bytes", -1)),
+                "output_bytes": int(getattr(ma, "output_size_in_bytes", -1)), "compile_s": t}
+
     out = {}
-    for m, c in cost_ratio.items():
-        epoch_s = steps * c * sgd_step + eval_s
-        out[m] = {"step_s": c * sgd_step, "epoch_s": epoch_s, "run_s": epochs * epoch_s}
+    tr = None
+    for m in methods:
+        cfg = T.validate_config(T.CifarConfig(method=m, width=width, depth=depth, batch_size=batch, chunk_size=chunk,
+                                              compute_dtype=compute_dtype, epochs=1, log_every=1,
+                                              eval_batch_size=eval_batch, augment=False))
+        tr = T.Trainer(cfg, T.prepare_data(ds, cfg))
+        state = tr.init_state()
+        tr.calibrate(state)
+        plan = tuple(jnp.asarray(a[:1]) for a in tr.epoch_plan(0))
+        t0 = time.perf_counter()
+        lowered = T._train_block_program(tr.spec).lower(state, plan, tr.device_data, tr.hyper())
+        compiled = lowered.compile(dict(T.COMPILER_OPTIONS) or None)
+        out[m] = analyse(compiled, time.perf_counter() - t0)
+        out[m]["state_bytes"] = int(sum(np.asarray(a).nbytes for a in jax.tree_util.tree_leaves(state)))
+        # XLA's cost analysis counts a loop body once: the per-example methods run their chunks
+        # in a lax.map loop, so their step costs ``chunks`` bodies (the rest of the step, the
+        # optimizer update, is ~1e-4 of it).
+        chunks = T.method_chunks(tr.method, batch)
+        out[m].update(chunks=chunks, flops_raw=out[m]["flops"], bytes_accessed_raw=out[m]["bytes_accessed"],
+                      flops=out[m]["flops"] * chunks, bytes_accessed=out[m]["bytes_accessed"] * chunks)
+        if verbose:
+            r = out[m]
+            print(f"{m}: {r['flops'] / 1e9:.1f} GFLOP/step, {r['bytes_accessed'] / 1e9:.2f} GB accessed, temp "
+                  f"{r['temp_bytes'] / 2**20:.0f} MiB, arguments {r['argument_bytes'] / 2**20:.0f} MiB "
+                  f"(compile {r['compile_s']:.1f} s)", flush=True)
+    if tr is not None:
+        variables = {"params": tr.init_state().params}
+        _, _, mean, std = tr.device_data
+        args = (variables, jnp.asarray(ds.x_test[:eval_batch]), mean, std)
+        t0 = time.perf_counter()
+        compiled = T._eval_program(T._net_spec(tr.spec)).lower(*args).compile(dict(T.COMPILER_OPTIONS) or None)
+        out["eval"] = analyse(compiled, time.perf_counter() - t0)
+        out["eval"]["images"] = eval_batch
+        if verbose:
+            r = out["eval"]
+            print(f"eval ({eval_batch} images): {r['flops'] / 1e9:.1f} GFLOP, temp {r['temp_bytes'] / 2**20:.0f} MiB "
+                  f"(compile {r['compile_s']:.1f} s)", flush=True)
+    return out
+
+
+def epoch_time_range(costs: dict, *, steps: int, eval_images: int, peak_flops: float, bandwidth: float,
+                     efficiency: dict) -> dict:
+    """Seconds per epoch of each method: the roofline lower bound and an expected range.
+
+    ``costs``: :func:`program_costs` output (``flops``/``bytes_accessed`` per step, ``"eval"``
+    per batch of ``images``); ``steps`` per epoch; ``eval_images`` evaluated per epoch;
+    ``peak_flops`` (FLOP/s) and ``bandwidth`` (bytes/s) of the accelerator; ``efficiency[m] =
+    (low, high)`` fractions of the peak method ``m`` reaches (``"eval"`` for the evaluation).
+    Returns per method ``lower_s`` (max of FLOPs and bytes at the peaks, plus the evaluation at
+    its peak), ``expected_s = (fast, slow)``, ``train_tflop``.
+    """
+    ev = costs["eval"]
+    eval_flops = ev["flops"] * eval_images / ev["images"]
+    e_lo, e_hi = efficiency["eval"]
+    out = {}
+    for m, c in costs.items():
+        if m == "eval":
+            continue
+        flops, nbytes = steps * c["flops"], steps * c["bytes_accessed"]
+        lo, hi = efficiency[m]
+        out[m] = {
+            "train_tflop": flops / 1e12,
+            "lower_s": max(flops / peak_flops, nbytes / bandwidth) + eval_flops / peak_flops,
+            "expected_s": (flops / (hi * peak_flops) + eval_flops / (e_hi * peak_flops),
+                           flops / (lo * peak_flops) + eval_flops / (e_lo * peak_flops)),
+        }
     return out

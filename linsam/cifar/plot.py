@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 #: Per-method colours, shared with the toy figures' convention (SGD grey, 1-SAM red, ...).
-COLORS = {"sgd": "0.35", "nsam": "tab:purple", "one_sam": "tab:red", "lsam": "tab:orange",
-          "jsam": "tab:blue", "jreg": "tab:cyan", "reg": "tab:green"}
-LABELS = {"sgd": "SGD", "nsam": "n-SAM", "one_sam": "1-SAM", "lsam": "L-SAM", "jsam": "J-SAM",
-          "jreg": "J-reg", "reg": "regulariser"}
+COLORS = {"gd": "0.35", "nsam": "tab:purple", "one_sam": "tab:red", "lsam": "tab:orange",
+          "jsam": "tab:blue", "jreg": "tab:cyan", "jreg_fixed": "tab:green"}
+LABELS = {"gd": "SGD", "nsam": "n-SAM", "one_sam": "1-SAM", "lsam": "L-SAM", "jsam": "J-SAM",
+          "jreg": "J-reg", "jreg_fixed": "regulariser (fixed)"}
 
 
 def plot_curves(agg: dict, path: str | Path | None = None):
@@ -16,9 +16,14 @@ def plot_curves(agg: dict, path: str | Path | None = None):
     labels), last-layer weight norm and mean penultimate activation norm against epoch.
 
     ``agg``: the aggregate results dict (:func:`linsam.cifar.train.aggregate`). Saves to
-    ``path`` when given; returns the matplotlib figure.
+    ``path`` when given (atomically: a reader never sees half a PNG); returns the matplotlib
+    figure. Raises ``ImportError`` naming matplotlib when it is missing; the driver treats any
+    failure here as a warning (:func:`linsam.cifar.train.draw_figure`).
     """
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ImportError(f"the CIFAR figure needs matplotlib ({err})") from err
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
@@ -49,6 +54,11 @@ def plot_curves(agg: dict, path: str | Path | None = None):
             a.legend(fontsize=7)
     a_train.title.set_fontsize(8.5)
     if path is not None:
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        from linsam._src.atomic import atomic_path
+
+        try:
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=120, format="png")
+        finally:
+            plt.close(fig)
     return fig

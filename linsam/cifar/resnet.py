@@ -1,4 +1,4 @@
-r"""CIFAR ResNet-18 in Flax, and its :class:`linsam.rules.Model` adapter.
+r"""CIFAR ResNet-18 in Flax, and its model definition (:class:`linsam.models.Generic`).
 
 The network is the usual CIFAR variant of ResNet-18 (He et al. 2016, as in the
 ``pytorch-cifar`` family): a 3x3 stem convolution with stride 1 and no max-pool, four stages
@@ -21,7 +21,7 @@ Normalisation layer (``norm``):
   regularisers need (their per-example passes run under ``vmap`` on single examples).
 - ``"group"``: ``GroupNorm`` with ``gcd(32, channels)`` groups; also per-example.
 - ``"batch"``: ``BatchNorm`` (momentum 0.9, eps 1e-5: PyTorch's defaults). Couples the
-  examples of a batch, so it is allowed for ``sgd`` and ``nsam`` only; the training pass uses
+  examples of a batch, so it is allowed for ``gd`` and ``nsam`` only; the training pass uses
   batch statistics, the running statistics are updated from the clean (unperturbed) pass
   only, and evaluation uses the running statistics.
 
@@ -31,7 +31,11 @@ normalised over is not known.
 Precision: parameters are always float32 (``param_dtype``); ``compute_dtype="bfloat16"``
 runs convolutions and dense layers in bf16; the logits and features handed to the loss are
 cast back to float32. Inputs are cast to the compute dtype explicitly, so the module stays
-float32 even when ``jax_enable_x64`` is on.
+float32 even when ``jax_enable_x64`` is on. ``compute_dtype="float32"`` is true float32:
+convolutions and dense layers ask for ``Precision.HIGHEST``, because a GPU's default
+precision for float32 runs them in TF32 (10-bit mantissa), which rounds a SAM perturbation
+of :math:`\rho = 0.01` spread over 11 M weights (about 1e-4 of a weight) away just as bf16
+does (see :func:`linsam.cifar.train.rule_compute_dtype`). On a CPU HIGHEST changes nothing.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from linsam import rules
+from linsam.models import Generic
 
 NORMS = ("layer", "group", "batch")
 #: Blocks per stage by depth: 18 is ResNet-18; 10 (one block per stage) and 6 (one block in
@@ -63,6 +68,11 @@ _conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")  # Kaimi
 
 def _dtype(name: str):
     return {"float32": jnp.float32, "bfloat16": jnp.bfloat16}[name]
+
+
+def _precision(name: str):
+    """Matmul/convolution precision of a compute dtype: float32 means float32 (not TF32)."""
+    return jax.lax.Precision.HIGHEST if name == "float32" else None
 
 
 class _Norm(nn.Module):
@@ -87,12 +97,13 @@ class BasicBlock(nn.Module):
     stride: int
     norm: str
     dtype: Any
+    precision: Any = None
 
     @nn.compact
     def __call__(self, x, train: bool):
         conv = lambda f, k, s, name: nn.Conv(  # noqa: E731
             f, (k, k), strides=(s, s), padding=k // 2 if k > 1 else 0, use_bias=False,
-            kernel_init=_conv_init, dtype=self.dtype, name=name,
+            kernel_init=_conv_init, dtype=self.dtype, precision=self.precision, name=name,
         )
         y = conv(self.features, 3, self.stride, "conv1")(x)
         y = nn.relu(_Norm(self.norm, self.dtype, name="norm1")(y, train))
@@ -119,16 +130,17 @@ class ResNet18(nn.Module):
     stage_sizes: tuple = (2, 2, 2, 2)
 
     def setup(self):
-        dt = _dtype(self.compute_dtype)
-        self.stem_conv = nn.Conv(self.width, (3, 3), padding=1, use_bias=False, kernel_init=_conv_init, dtype=dt)
+        dt, prec = _dtype(self.compute_dtype), _precision(self.compute_dtype)
+        self.stem_conv = nn.Conv(self.width, (3, 3), padding=1, use_bias=False, kernel_init=_conv_init, dtype=dt,
+                                 precision=prec)
         self.stem_norm = _Norm(self.norm, dt)
         blocks = []
         for stage, n_blocks in enumerate(self.stage_sizes):
             for b in range(n_blocks):
                 stride = 2 if (stage > 0 and b == 0) else 1
-                blocks.append(BasicBlock(self.width * 2**stage, stride, self.norm, dt))
+                blocks.append(BasicBlock(self.width * 2**stage, stride, self.norm, dt, prec))
         self.blocks = blocks
-        self.head = nn.Dense(self.num_classes, dtype=dt)
+        self.head = nn.Dense(self.num_classes, dtype=dt, precision=prec)
 
     def features(self, x, train: bool = False):
         """Penultimate activations :math:`\\phi(\\theta, x)`, float32 (global average pool)."""
@@ -194,24 +206,26 @@ def head_kernel(params):
     return params["head"]["kernel"]
 
 
-def make_rules_model(net: ResNet18) -> rules.Model:
-    r"""The :class:`linsam.rules.Model` of ``net``: what every update rule differentiates.
+def make_model(net: ResNet18) -> Generic:
+    r"""The model definition of ``net`` (:class:`linsam.models.Generic`): what every rule differentiates.
 
     ``params`` is the Flax ``'params'`` collection. ``apply`` runs ONE example (it adds and
     removes a batch axis of 1), so per-example rules (1-SAM, L-SAM, J-SAM, J-reg) see exactly
     :math:`f(\theta + \epsilon_i, x_i)` with a per-example-safe norm. ``apply_batch`` runs the
     whole batch at once (used by ``gd``/``nsam``); for BatchNorm it normalises with the batch
     statistics (training mode) and discards the running-statistics update, which the trainer
-    takes from a separate clean pass (see :func:`linsam.cifar.train.make_train_step`).
+    takes from a separate clean pass (:func:`linsam.cifar.train._train_block_program`).
     ``features`` / ``last_layer`` give :math:`\phi` and :math:`W_{\mathrm{head}}` for the
-    fixed-coefficient regulariser.
+    fixed-coefficient regulariser (``jreg_fixed``). The loss is softmax cross-entropy over
+    ``net.num_classes`` classes. Build it once per network (it is a static argument of
+    ``jit``: a new object recompiles); :func:`linsam.cifar.train.rule_model` caches it.
     """
     if net.norm == "batch":
 
         def apply(params, x):
             raise ValueError(
                 "norm='batch' couples the examples of a batch, so there is no per-example apply; "
-                "use norm='layer' or 'group' for one_sam, lsam, jsam, jreg and reg"
+                "use norm='layer' or 'group' for one_sam, lsam, jsam, jreg and jreg_fixed"
             )
 
         def apply_batch(params, X):
@@ -230,16 +244,8 @@ def make_rules_model(net: ResNet18) -> rules.Model:
         def features(params, x):
             return net.apply({"params": params}, x[None], method=ResNet18.features)[0]
 
-    fields = dict(
-        apply=apply,
-        loss_from_logits=rules.softmax_cross_entropy,
-        features=features,
-        last_layer=head_kernel,
-        apply_batch=apply_batch,
-    )
-    if "num_classes" in rules.Model._fields:
-        fields["num_classes"] = net.num_classes
-    return rules.Model(**fields)
+    return Generic(apply=apply, loss_from_logits=rules.softmax_cross_entropy, num_classes=net.num_classes,
+                   features=features, last_layer=head_kernel, apply_batch=apply_batch)
 
 
 def count_params(params) -> int:

@@ -1,37 +1,41 @@
-r"""Training driver: CIFAR-10 + label noise + ResNet-18 + a linsam update rule + optax SGD.
+r"""Training driver: CIFAR-10 + label noise + ResNet-18 + a linsam method value + optax SGD.
 
 One training step on a mini-batch :math:`B` of noisy-labelled examples is
 
 .. math::
 
     u &= \mathrm{direction}_{\mathrm{method}}(\theta; B)
-        \quad\text{(from } \texttt{linsam.rules}\text{, see its docs)} \\
+        \quad\text{(}\texttt{linsam.optax.from\_method(method, model)}\text{)} \\
     m &\leftarrow \beta m + u + \lambda_{\mathrm{wd}} \theta, \qquad
     \theta \leftarrow \theta - \eta_k m
 
-(``optax.chain(add_decayed_weights(wd), trace(momentum), scale(-lr_k))``, which is optax's
+(``optax.chain(linsam.optax.from_method(method, model), add_decayed_weights(wd),
+trace(momentum), scale(-lr_k))``: the rule's direction replaces the gradient, then optax's
 ``sgd`` with PyTorch-style coupled weight decay and heavy-ball momentum :math:`\beta`). The
-learning rate :math:`\eta_k` is an optax schedule (cosine decay to 0 over all steps, a step
-schedule x0.1 at 50% and 75% of the steps, or constant) evaluated on the host and fed to the
-compiled step, so one compiled program serves every schedule, learning rate, rho and weight
-decay.
+method is a :mod:`linsam.rules` value whose hyper-parameters (``rho``, ``lam_last``,
+``lam_act``) are float32 pytree leaves, an argument of the compiled step, so they are traced,
+not compiled in; ``chunk_size`` is static. The learning rate :math:`\eta_k` is an optax
+schedule (cosine decay to 0 over all steps, a step schedule x0.1 at 50% and 75% of the steps,
+or constant) evaluated on the host and fed to the compiled step, so one compiled program per
+method serves every schedule, learning rate, rho, regulariser coefficient and weight decay.
 
-Method names (``--method``) and the linsam rule each one calls:
+Methods (``--method``): the library's names, :data:`linsam.rules.METHODS`, parsed once at the
+edge (:func:`parse_method`; the value is built by :func:`method_value`):
 
-==========  ==============  ====================================================================
-name        rule            meaning
-==========  ==============  ====================================================================
-sgd         ``gd``          plain mini-batch gradient
-nsam        ``nsam``        SAM, one perturbation for the batch
-one_sam     ``one_sam``     1-SAM, per-example perturbation
-lsam        ``lsam``        logit scale at the perturbed point, Jacobian at :math:`\theta`
-jsam        ``jsam``        logit scale at :math:`\theta`, Jacobian at the perturbed point
-jreg        ``jreg``        GD + :math:`\rho\|J_i^\top \mathrm{sg}(r_i)\|` (Prop. 4.1 penalty)
-reg         ``jreg_fixed``  GD + :math:`\frac{\lambda_{\rm last}}2\|W_{\rm head}\|^2
-                            + \frac{\lambda_{\rm act}}2 \mathrm{mean}_i\|\phi_i\|^2`
-==========  ==============  ====================================================================
+==============  ====================================================================
+name            direction (:mod:`linsam.rules`)
+==============  ====================================================================
+``gd``          plain mini-batch gradient (SGD)
+``nsam``        SAM, one perturbation for the batch
+``one_sam``     1-SAM, per-example perturbation
+``lsam``        logit scale at the perturbed point, Jacobian at :math:`\theta`
+``jsam``        logit scale at :math:`\theta`, Jacobian at the perturbed point
+``jreg``        GD + :math:`\rho\|J_i^\top \mathrm{sg}(r_i)\|` (Prop. 4.1 penalty)
+``jreg_fixed``  GD + :math:`\frac{\lambda_{\rm last}}2\|W_{\rm head}\|^2
+                + \frac{\lambda_{\rm act}}2 \mathrm{mean}_i\|\phi_i\|^2`
+==============  ====================================================================
 
-Default coefficients of ``reg`` (Proposition 4.1). For the 2-layer linear network
+Default coefficients of ``jreg_fixed`` (Proposition 4.1). For the 2-layer linear network
 :math:`f = v^\top W x`, J-SAM adds to the SGD gradient
 :math:`\frac{\rho s}{J} (W x) x^\top` on :math:`W` and :math:`\frac{\rho s \|x\|^2}{J} v` on
 :math:`v`, i.e. the gradients of :math:`\frac{\lambda_{\rm act}}2 \|Wx\|^2` and
@@ -63,6 +67,7 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -73,6 +78,7 @@ import numpy as np
 import optax
 
 import linsam
+import linsam.optax
 from linsam import rules
 from linsam._src.atomic import write_bytes_atomic
 from linsam.cifar import data as cdata
@@ -85,39 +91,45 @@ from linsam.cifar.resnet import (
     count_params,
     head_kernel,
     init_variables,
-    make_rules_model,
+    make_model,
 )
 
-#: CLI method name -> linsam.rules method name.
-RULE_OF_METHOD = {
-    "sgd": "gd",
-    "nsam": "nsam",
-    "one_sam": "one_sam",
-    "lsam": "lsam",
-    "jsam": "jsam",
-    "jreg": "jreg",
-    "reg": "jreg_fixed",
-}
-METHODS = tuple(RULE_OF_METHOD)
-#: Accepted spellings -> canonical method name.
-METHOD_ALIASES = {
-    "gd": "sgd", "sam": "nsam", "n_sam": "nsam", "n-sam": "nsam", "1sam": "one_sam", "1-sam": "one_sam",
-    "one-sam": "one_sam", "l-sam": "lsam", "j-sam": "jsam", "regularizer": "reg", "jreg_fixed": "reg",
-}
-#: Methods that need one forward/backward per example (norm must be per-example safe).
-PER_EXAMPLE_METHODS = ("one_sam", "lsam", "jsam", "jreg", "reg")
+#: The method names, in the library's canonical order (:data:`linsam.rules.METHODS`).
+METHODS = rules.METHODS
+#: Methods that need one forward/backward per example (the norm layer must be per-example safe).
+PER_EXAMPLE_METHODS = tuple(c.name for c in (rules.OneSAM, rules.LSAM, rules.JSAM, rules.JReg, rules.JRegFixed))
+#: Methods whose direction evaluates the network at perturbed weights theta + eps: their
+#: rule runs in float32 whatever the compute dtype (:func:`rule_compute_dtype`).
+PERTURBED_METHODS = tuple(c.name for c in (rules.NSAM, rules.OneSAM, rules.LSAM, rules.JSAM))
 SCHEDULES = ("cosine", "step", "constant")
 SCHEMA = "linsam.cifar.results/1"
 
 
-def canonical_method(name: str) -> str:
-    """Canonical method name for ``name`` (aliases such as ``1sam``, ``sam``, ``regularizer``)."""
-    key = str(name).strip().lower()
-    key = METHOD_ALIASES.get(key, key)
-    if key not in RULE_OF_METHOD:
-        raise ValueError(f"--method must be one of {', '.join(METHODS)} (aliases: "
-                         f"{', '.join(sorted(METHOD_ALIASES))}); got {name!r}")
-    return key
+def rule_compute_dtype(method: str, compute_dtype: str) -> str:
+    r"""Compute dtype of the network inside the update rule of ``method`` (a name).
+
+    ``"float32"`` for the methods with a perturbed pass (:data:`PERTURBED_METHODS`), else
+    ``compute_dtype``. A SAM perturbation of radius :math:`\rho = 0.01` spread over the 11 M
+    weights of ResNet-18 moves a weight by about 1e-4 of its size, far below bf16's
+    resolution (:math:`2^{-8}`): rounding :math:`\theta + \epsilon` to bf16 changes a few
+    percent of the weights by a whole unit and leaves the rest unperturbed, and the
+    activations of the perturbed pass are rounded the same way. The difference
+    :math:`g(\theta + \epsilon) - g(\theta)` that 1-SAM adds to the gradient is then
+    mostly rounding noise (tests/test_cifar_precision.py measures it). So these rules
+    compute both of their passes in float32 (``Precision.HIGHEST``, not TF32); with
+    ``--dtype bfloat16`` only the plain gradient (``gd``), the regularisers and the
+    evaluation run in bf16. The results record it (``model.rule_compute_dtype``).
+    """
+    return "float32" if method in PERTURBED_METHODS else compute_dtype
+
+
+def parse_method(name) -> str:
+    """The method name ``name`` (a config entry or one item of ``--method``), checked against
+    :data:`linsam.rules.METHODS`; ValueError naming ``--method`` and the allowed names."""
+    if not isinstance(name, str) or name.strip() not in METHODS:
+        raise ValueError(f"--method: unknown method {name!r}; use one of {', '.join(METHODS)} "
+                         "(SGD is 'gd'; the fixed-coefficient regulariser is 'jreg_fixed')")
+    return name.strip()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +143,7 @@ class CifarConfig:
     ``lam_last``/``lam_act`` None: Proposition 4.1 defaults (see module doc).
     """
 
-    method: str = "sgd"
+    method: str = "gd"
     noise_rate: float = 0.3
     noise_kind: str = "symmetric"
     epochs: int = 200
@@ -188,8 +200,8 @@ def _is_real(v) -> bool:
 
 def validate_config(cfg: CifarConfig) -> CifarConfig:
     """Check every field; raise ``ValueError`` naming the flag and the allowed range. Returns cfg
-    with the method name canonicalised."""
-    cfg = cfg.replace(method=canonical_method(cfg.method))
+    (the method name stripped of surrounding blanks)."""
+    cfg = cfg.replace(method=parse_method(cfg.method))
     if not _is_real(cfg.noise_rate) or not 0.0 <= cfg.noise_rate < 1.0:
         raise _err("noise_rate", f"must be in [0, 1), got {cfg.noise_rate!r}")
     if cfg.noise_kind not in cdata.NOISE_KINDS:
@@ -318,16 +330,51 @@ def make_schedule(cfg: CifarConfig, total_steps: int) -> Callable:
     return optax.constant_schedule(cfg.lr)
 
 
-def make_optimizer(weight_decay, momentum, lr) -> optax.GradientTransformation:
-    r"""``chain(add_decayed_weights(wd), trace(momentum), scale(-lr))``: optax's ``sgd`` with
-    PyTorch-style coupled weight decay, the learning rate of the current step given as a value
-    (the schedule is evaluated on the host, so one compiled program serves every schedule)."""
-    return optax.chain(optax.add_decayed_weights(weight_decay), optax.trace(decay=momentum), optax.scale(-lr))
+def make_optimizer(direction: optax.GradientTransformation, weight_decay, momentum, lr):
+    r"""``chain(direction, add_decayed_weights(wd), trace(momentum), scale(-lr))``.
+
+    ``direction`` is the rule as an optax transformation (``linsam.optax.from_method(method,
+    model)``): its update is the method's direction :math:`u`, which replaces the gradient;
+    the rest is optax's ``sgd`` with PyTorch-style coupled weight decay and heavy-ball
+    momentum, :math:`m \leftarrow \beta m + u + \lambda_{\rm wd}\theta`,
+    :math:`\theta \leftarrow \theta - \eta m`. The learning rate of the current step is a
+    value (the schedule is evaluated on the host, so one compiled program serves every
+    schedule). Use as ``tx.update(None, state, params, batch=(X, t))``.
+    """
+    return optax.chain(direction, optax.add_decayed_weights(weight_decay), optax.trace(decay=momentum),
+                       optax.scale(-lr))
+
+
+def method_value(cfg: CifarConfig, lam_last=None, lam_act=None) -> rules.Method:
+    """The :mod:`linsam.rules` value of ``cfg.method`` (:attr:`Trainer.method`).
+
+    ``rho``, ``lam_last``, ``lam_act`` become float32 leaves (arguments of the compiled step:
+    traced, never compiled in; None counts as 0 until :meth:`Trainer.calibrate` fills in the
+    Prop. 4.1 defaults); ``chunk_size`` (static) only where it splits the batch, so a chunk of
+    at least the batch and no chunk share one program. Settings a method does not take are
+    dropped (``rules.method(..., ignore_extra=True)``).
+    """
+    chunk = cfg.chunk_size if (cfg.chunk_size is not None and cfg.chunk_size < cfg.batch_size) else None
+    f32 = lambda v: jnp.float32(0.0 if v is None else v)  # noqa: E731
+    return rules.method(cfg.method, ignore_extra=True, rho=f32(cfg.rho), lam_last=f32(lam_last),
+                        lam_act=f32(lam_act), chunk_size=chunk)
+
+
+def method_chunks(method: rules.Method, batch: int) -> int:
+    """Chunks a per-example method splits a batch into (1 without ``chunk_size``)."""
+    chunk = getattr(method, "chunk_size", None)
+    return 1 if chunk is None else -(-batch // chunk)
+
+
+def method_hyper(method: rules.Method) -> dict:
+    """The hyper-parameters of a method value as plain numbers (for the results)."""
+    return {k: None if v is None else (int(v) if k == "chunk_size" else float(v)) for k, v in method.hyper.items()}
 
 
 class TrainState(NamedTuple):
     """params: Flax 'params' (float32); batch_stats: BatchNorm running stats ({} otherwise);
-    opt_state: optax state of :func:`make_optimizer` (float32 momentum buffer)."""
+    opt_state: optax state of :func:`make_optimizer` (the rule's and the decay's empty states,
+    the float32 momentum buffer)."""
 
     params: Any
     batch_stats: Any
@@ -339,17 +386,19 @@ def _cast_like(tree, like):
 
 
 class ProgramSpec(NamedTuple):
-    """What a compiled training/eval program depends on; everything else (data, learning rate,
-    rho, weight decay, momentum, regulariser coefficients) is an argument, so tests and resumed
-    runs with the same spec reuse one compiled program."""
+    """What a compiled training/eval program depends on besides its arguments' shapes, dtypes
+    and tree structure (the method value's class and ``chunk_size`` are part of that
+    structure); everything else (data, learning rate, rho, regulariser coefficients, weight
+    decay, momentum) is an argument, so tests and resumed runs with the same spec reuse one
+    compiled program."""
 
-    rule: str
+    method: str
     width: int
     depth: int
     norm: str
     compute_dtype: str
-    chunk: int | None
     augment: bool
+    rule_dtype: str = ""
 
     def net(self) -> ResNet18:
         return ResNet18(num_classes=cdata.NUM_CLASSES, width=self.width, norm=self.norm,
@@ -357,34 +406,41 @@ class ProgramSpec(NamedTuple):
 
 
 def program_spec(cfg: CifarConfig) -> ProgramSpec:
-    """The :class:`ProgramSpec` of a config (chunking only matters for per-example rules)."""
-    chunk = cfg.chunk_size if (cfg.chunk_size is not None and cfg.chunk_size < cfg.batch_size) else None
-    if cfg.method not in PER_EXAMPLE_METHODS or cfg.method == "reg":
-        chunk = None
-    return ProgramSpec(RULE_OF_METHOD[cfg.method], cfg.width, cfg.depth, cfg.norm, cfg.compute_dtype, chunk,
-                       cfg.augment)
+    """The :class:`ProgramSpec` of a config."""
+    return ProgramSpec(cfg.method, cfg.width, cfg.depth, cfg.norm, cfg.compute_dtype, cfg.augment,
+                       rule_compute_dtype(cfg.method, cfg.compute_dtype))
 
 
 def _net_spec(spec: ProgramSpec) -> ProgramSpec:
     """The part of a spec that evaluation depends on (one eval program for every method)."""
-    return spec._replace(rule="", chunk=None, augment=False)
+    return spec._replace(method="", augment=False, rule_dtype="")
+
+
+def rule_spec(spec: ProgramSpec) -> ProgramSpec:
+    """The network spec the update rule differentiates (its compute dtype: :func:`rule_compute_dtype`)."""
+    return _net_spec(spec)._replace(compute_dtype=spec.rule_dtype or spec.compute_dtype)
 
 
 @functools.lru_cache(maxsize=None)
-def rules_model(spec: ProgramSpec) -> rules.Model:
-    """The (cached, so jit caches hit) :class:`linsam.rules.Model` of a spec's network."""
-    return make_rules_model(spec.net())
+def rule_model(spec: ProgramSpec):
+    """The (cached, so jit caches hit) :class:`linsam.models.Generic` model of a spec's network."""
+    return make_model(spec.net())
 
 
 @functools.lru_cache(maxsize=None)
 def _train_block_program(spec: ProgramSpec):
-    """jit(block): ``lax.scan`` of training steps over a plan of (indices, crop offsets, flips, lr)."""
+    """jit(block): ``lax.scan`` of training steps over a plan of (indices, crop offsets, flips, lr).
+
+    ``hyper = (method, weight_decay, momentum)``: ``method`` a :mod:`linsam.rules` value (its
+    hyper-parameters traced leaves), the step ``make_optimizer(linsam.optax.from_method(method,
+    model), ...)``.
+    """
     net = spec.net()
-    model = rules_model(_net_spec(spec))
+    model = rule_model(rule_spec(spec))
 
     def block(state: TrainState, plan, data, hyper):
         x_train, y_noisy, mean, std = data
-        rho, lam_last, lam_act, wd, momentum = hyper
+        method, wd, momentum = hyper
 
         def step(state: TrainState, inp):
             idx, offsets, flips, lr = inp
@@ -394,13 +450,11 @@ def _train_block_program(spec: ProgramSpec):
                 X = cdata.preprocess(x_train[idx], mean, std)
             t = y_noisy[idx]
             params, bstats, opt_state = state
-            d = rules.direction(spec.rule, model, params, X, t, rho=rho, lam_last=lam_last, lam_act=lam_act,
-                                chunk_size=spec.chunk)
             if spec.norm == "batch":  # running statistics from the clean (unperturbed) batch only
                 _, upd = net.apply({"params": params, "batch_stats": bstats}, X, train=True, mutable=["batch_stats"])
                 bstats = _cast_like(upd["batch_stats"], bstats)
-            tx = make_optimizer(wd, momentum, lr)
-            updates, new_opt = tx.update(_cast_like(d, params), opt_state, params)
+            tx = make_optimizer(linsam.optax.from_method(method, model), wd, momentum, lr)
+            updates, new_opt = tx.update(None, opt_state, params, batch=(X, t))
             new_params = _cast_like(optax.apply_updates(params, _cast_like(updates, params)), params)
             return TrainState(new_params, bstats, _cast_like(new_opt, opt_state)), None
 
@@ -424,7 +478,7 @@ def _eval_program(spec: ProgramSpec):
 
 @functools.lru_cache(maxsize=None)
 def _prop41_program(spec: ProgramSpec):
-    model = rules_model(spec)
+    model = rule_model(spec)
 
     def coefficients(params, X, t, rho):
         def one(x, ti):
@@ -461,6 +515,8 @@ def prop41_coefficients(spec: ProgramSpec, params, X, t, rho: float) -> tuple[fl
 
 #: Compiled executables by (program, spec, argument shapes, options): one compile per program.
 _EXECUTABLES: dict = {}
+#: One (program, method name, seconds) entry per compilation in this process (the log counts them).
+COMPILE_EVENTS: list = []
 #: XLA compiler options for every program compiled here. Empty by default. The CPU tests set
 #: ``{"xla_backend_optimization_level": 0}`` (also: env ``LINSAM_CIFAR_FAST_COMPILE=1``),
 #: which cuts XLA's CPU compile time about 3x for a slower run, right for 2-step tests.
@@ -475,8 +531,10 @@ def _compiled(program: str, spec: ProgramSpec, *args):
         spec = _net_spec(spec)
     key = (program, spec, _signature(*args), tuple(sorted(COMPILER_OPTIONS.items())))
     if key not in _EXECUTABLES:
+        t0 = time.perf_counter()
         jitted = {"train": _train_block_program, "eval": _eval_program, "prop41": _prop41_program}[program](spec)
         _EXECUTABLES[key] = jitted.lower(*args).compile(dict(COMPILER_OPTIONS) or None)
+        COMPILE_EVENTS.append((program, spec.method, time.perf_counter() - t0))
     return _EXECUTABLES[key]
 
 
@@ -484,6 +542,33 @@ def _signature(*args) -> tuple:
     leaves, treedef = jax.tree_util.tree_flatten(args)
     return (str(treedef),) + tuple((np.shape(a), str(np.asarray(a).dtype) if not hasattr(a, "dtype") else str(a.dtype))
                                    for a in leaves)
+
+
+def _block_flops(executable, chunks: int) -> float | None:
+    """FLOPs of one training block from XLA's cost analysis (a ``lax.map`` body is counted
+    once: times the chunks of a per-example method); None where the backend gives none."""
+    try:
+        ca = executable.cost_analysis()
+        ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+        flops = float(ca["flops"])
+    except Exception:  # noqa: BLE001 - an estimate only
+        return None
+    return flops * chunks if math.isfinite(flops) and flops > 0 else None
+
+
+def block_length(steps: int, log_every: int) -> int:
+    """Largest divisor of ``steps`` that is at most ``log_every`` (>= 1)."""
+    return max(d for d in range(1, min(log_every, steps) + 1) if steps % d == 0)
+
+
+class OutOfTime(Exception):
+    """The next block of training would end past the method's deadline."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (``linsam cifar`` turns it into this exception: e.g. the outer time
+    guard of bench/gpu_cifar.sh). A BaseException, like KeyboardInterrupt, so that no
+    ``except Exception`` swallows it."""
 
 
 class Trainer:
@@ -503,7 +588,7 @@ class Trainer:
         self.data = data
         self.spec = program_spec(cfg)
         self.net = self.spec.net()
-        self.rule = self.spec.rule
+        self.model = rule_model(rule_spec(self.spec))
         self.n_train = int(data.x_train.shape[0])
         self.steps = steps_per_epoch(cfg, self.n_train)
         if self.steps < 1:
@@ -515,17 +600,22 @@ class Trainer:
         self.lam_last = cfg.lam_last
         self.lam_act = cfg.lam_act
 
+    @property
+    def method(self) -> rules.Method:
+        """The method value (:func:`method_value`) with the current regulariser coefficients."""
+        return method_value(self.cfg, self.lam_last, self.lam_act)
+
     # -- state
     def init_state(self) -> TrainState:
         variables = init_variables(self.net, self.cfg.seed)
         params = variables["params"]
         bstats = variables.get("batch_stats", {})
-        opt_state = make_optimizer(0.0, 0.0, 0.0).init(params)
+        opt_state = make_optimizer(linsam.optax.from_method(self.method, self.model), 0.0, 0.0, 0.0).init(params)
         return TrainState(params, bstats, opt_state)
 
     def calibrate(self, state: TrainState) -> None:
-        """Fill in the Prop. 4.1 defaults of ``reg`` (only where the config leaves them None)."""
-        if self.cfg.method != "reg" or (self.lam_last is not None and self.lam_act is not None):
+        """Fill in the Prop. 4.1 defaults of ``jreg_fixed`` (only where the config leaves them None)."""
+        if self.cfg.method != rules.JRegFixed.name or (self.lam_last is not None and self.lam_act is not None):
             return
         n = min(self.cfg.batch_size, self.n_train)
         x, y, mean, std = self.device_data
@@ -537,10 +627,8 @@ class Trainer:
             self.lam_act = lam_act
 
     def hyper(self):
-        """(rho, lam_last, lam_act, weight_decay, momentum) as float32 scalars."""
-        c = self.cfg
-        return tuple(jnp.float32(v) for v in (c.rho, self.lam_last or 0.0, self.lam_act or 0.0, c.weight_decay,
-                                                c.momentum))
+        """(method value, weight_decay, momentum): the method's leaves and the rest float32 scalars."""
+        return self.method, jnp.float32(self.cfg.weight_decay), jnp.float32(self.cfg.momentum)
 
     # -- training
     def epoch_plan(self, epoch: int):
@@ -558,36 +646,67 @@ class Trainer:
         return np.asarray(jax.vmap(self.schedule)(jnp.asarray(steps, jnp.int32)), np.float32)
 
     def blocks(self):
-        """Block lengths covering one epoch: ``log_every``-step scans plus a remainder."""
-        b = min(self.cfg.log_every, self.steps)
-        out = [b] * (self.steps // b)
-        if self.steps % b:
-            out.append(self.steps % b)
-        return out
+        """Block lengths covering one epoch, all equal, so one program is compiled per method:
+        the largest divisor of the steps per epoch that is at most ``log_every`` (78 steps,
+        ``log_every`` 20: 6 blocks of 13)."""
+        b = block_length(self.steps, self.cfg.log_every)
+        return [b] * (self.steps // b)
 
     def _executable(self, state, plan):
         return _compiled("train", self.spec, state, plan, self.device_data, self.hyper())
 
     def compile(self, state: TrainState) -> float:
-        """Ahead-of-time compile the train blocks and the evaluation; returns seconds (0 when
-        an identical program was compiled before in this process)."""
+        """Ahead-of-time compile the training block and the evaluation, and time one
+        evaluation batch; returns seconds (the compile part is 0 when an identical program
+        was compiled before in this process). ``compile_info`` says what was compiled."""
         t0 = time.perf_counter()
+        n0 = len(COMPILE_EVENTS)
         plan = self.epoch_plan(0)
         for length in sorted(set(self.blocks())):
-            self._executable(state, tuple(jnp.asarray(a[:length]) for a in plan))
-        self._logits(state, self.data.x_test[: self.cfg.eval_batch_size])
-        return time.perf_counter() - t0
+            exe = self._executable(state, tuple(jnp.asarray(a[:length]) for a in plan))
+        self.block_flops = _block_flops(exe, method_chunks(self.method, self.cfg.batch_size))
+        t1 = time.perf_counter()
+        self._logits(state, self.data.x_test[: self.cfg.eval_batch_size])  # compiles (or reuses) and runs once
+        t2 = time.perf_counter()
+        self._logits(state, self.data.x_test[: self.cfg.eval_batch_size])  # timed: one evaluation batch
+        self.eval_batch_s = time.perf_counter() - t2
+        new = COMPILE_EVENTS[n0:]
+        self.compile_info = {
+            "train_programs": sum(1 for p, _, _ in new if p == "train"),
+            "eval_programs": sum(1 for p, _, _ in new if p == "eval"),
+            "block_steps": self.blocks()[0], "blocks_per_epoch": len(self.blocks()),
+            "train_compile_s": t1 - t0, "eval_compile_s": t2 - t1,
+        }
+        return t2 - t0
 
-    def train_epoch(self, state: TrainState, epoch: int, progress: Callable | None = None) -> TrainState:
+    def eval_seconds_estimate(self) -> float:
+        """Seconds of one :meth:`evaluate`, from the timed batch of :meth:`compile`."""
+        n_eval = self.n_train if self.cfg.eval_train_size is None else min(self.cfg.eval_train_size, self.n_train)
+        bs = self.cfg.eval_batch_size
+        batches = -(-self.data.x_test.shape[0] // bs) + -(-n_eval // bs)
+        return batches * getattr(self, "eval_batch_s", 0.0)
+
+    def train_epoch(self, state: TrainState, epoch: int, progress: Callable | None = None,
+                    may_continue: Callable | None = None) -> TrainState:
+        """One epoch in :meth:`blocks`. ``may_continue(blocks_left, block_s)`` is asked before
+        every block (``block_s``: the slowest block so far, None before the first); when it
+        says no, :class:`OutOfTime` is raised and the epoch is abandoned (``state`` has been
+        donated to the blocks that ran: the caller keeps the last finished epoch)."""
         plan = self.epoch_plan(epoch)
         start = 0
         hyper = self.hyper()
-        for length in self.blocks():
+        lengths = self.blocks()
+        for k, length in enumerate(lengths):
+            if may_continue is not None and not may_continue(len(lengths) - k, getattr(self, "block_s", None)):
+                raise OutOfTime(f"epoch {epoch + 1}: {len(lengths) - k} of {len(lengths)} blocks left")
+            t0 = time.perf_counter()
             block = tuple(jnp.asarray(a[start : start + length]) for a in plan)
             state = self._executable(state, block)(state, block, self.device_data, hyper)
             start += length
-            if progress is not None:
+            if progress is not None or may_continue is not None:
                 jax.block_until_ready(state.params)
+                self.block_s = max(getattr(self, "block_s", 0.0), time.perf_counter() - t0)
+            if progress is not None:
                 progress(start, self.steps)
         jax.block_until_ready(state.params)
         return state
@@ -727,20 +846,49 @@ def _fmt_progress(method, epoch, epochs, step, steps, t0):
     return f"[{method}] epoch {epoch}/{epochs} step {step}/{steps} ({rate:.1f} steps/s)"
 
 
+#: Safety factors of the time plan: the next block is charged the slowest block so far
+#: times BLOCK_SAFETY, the evaluation and writes after it their slowest measured cost times
+#: TAIL_SAFETY (the first epoch: the timed evaluation batch and the timed setup checkpoint).
+BLOCK_SAFETY = 1.25
+TAIL_SAFETY = 1.5
+#: The first block of a method, before anything of it is timed, is charged its FLOPs at the
+#: previous method's measured seconds per FLOP times this, then x BLOCK_SAFETY like any block.
+#: (2.0 refused 1-SAM outright in a CPU run where its block took 1.7x SGD's for 2.07x the
+#: FLOPs; an underestimate only takes time from the methods after it, inside the total.)
+FIRST_BLOCK_SAFETY = 1.0
+
+#: Statuses of a method's results (docs/cifar.md).
+STATUSES = ("running", "completed", "time_limit", "interrupted", "killed")
+
+
 def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike, *, fresh: bool = False,
                stop_after_epochs: int | None = None, verbose: bool = True, extra_info: dict | None = None,
-               on_epoch: Callable | None = None) -> dict:
+               on_epoch: Callable | None = None, deadline: float | None = None,
+               seconds_per_flop: float | None = None) -> dict:
     """Train one method, checkpointing each epoch in ``out_dir``; returns its results dict.
 
     Resumes from ``out_dir/checkpoint.npz`` when its config hash matches (``fresh=True``
     starts over). ``stop_after_epochs`` ends this call after that many new epochs (a
     simulated interruption; the checkpoint lets a later call continue). ``out_dir/results.json``
     is rewritten atomically after every epoch, after which ``on_epoch()`` is called.
+
+    Time (``cfg.time_limit_s`` from the start of this call, and ``deadline``, a
+    :func:`time.monotonic` value; the earlier one counts): the compile is measured and
+    charged; before every block of training (:meth:`Trainer.blocks`) the blocks left in the
+    epoch are charged the slowest block so far (x :data:`BLOCK_SAFETY`) plus the evaluation
+    and the writes that end an epoch, measured (x :data:`TAIL_SAFETY`); when that passes the
+    deadline the method stops with status ``time_limit`` and keeps its finished epochs. Not
+    bounded in advance: the compile itself, and the first block of the method, which is charged
+    ``seconds_per_flop`` (measured on the method before, see :func:`run`) times its FLOPs x
+    :data:`FIRST_BLOCK_SAFETY` when given, else nothing. KeyboardInterrupt leaves status ``interrupted``, :class:`Terminated`
+    (SIGTERM) ``killed``, both written before the exception goes on.
     """
     cfg = validate_config(cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
+    t_start = time.monotonic()
+    limits = [t for t in (None if cfg.time_limit_s is None else t_start + cfg.time_limit_s, deadline) if t is not None]
+    stop_at = min(limits) if limits else None
     say = print if verbose else (lambda *a, **k: None)
     chash = config_hash(cfg, data.info["fingerprint"])
     ckpt = out / "checkpoint.npz"
@@ -759,19 +907,25 @@ def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike,
         state, epochs_done = loaded, meta["epochs"]
         trainer.lam_last, trainer.lam_act = meta.get("lam_last"), meta.get("lam_act")
         meta_extra = meta.get("compile", {})
-        say(f"[{cfg.method}] resuming after epoch {len(epochs_done)} from {ckpt}", flush=True)
+        if epochs_done:
+            say(f"[{cfg.method}] resuming after epoch {len(epochs_done)} from {ckpt}", flush=True)
     elif fresh and ckpt.exists():
         ckpt.unlink()
     if not epochs_done:
         trainer.calibrate(state)
     status = "completed" if len(epochs_done) >= cfg.epochs else "running"
+    stop_reason = None
+    timing = {"compile_s": None, "max_block_s": None, "block_flops": None, "max_eval_s": None, "max_write_s": None,
+              "time_limit_s": cfg.time_limit_s,
+              "deadline_in_s": None if stop_at is None else round(stop_at - t_start, 3)}
 
     def results(status_now, compile_s=None):
         return {
             "schema": SCHEMA,
             "method": cfg.method,
-            "rule": trainer.rule,
+            "hyper": method_hyper(trainer.method),
             "status": status_now,
+            "stop_reason": stop_reason,
             "config": config_dict(cfg),
             "config_hash": chash,
             "versions": _versions(),
@@ -779,79 +933,136 @@ def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike,
             "device": device_description(),
             "data": data.info,
             "model": {"arch": f"resnet{cfg.depth}-cifar", "width": cfg.width, "norm": cfg.norm,
-                      "compute_dtype": cfg.compute_dtype, "n_params": count_params(state.params)},
+                      "compute_dtype": cfg.compute_dtype, "rule_compute_dtype": trainer.spec.rule_dtype,
+                      "n_params": count_params(state.params)},
             "steps_per_epoch": trainer.steps,
             "lam_last": trainer.lam_last, "lam_act": trainer.lam_act,
             "compile_s": compile_s if compile_s is not None else meta_extra.get("compile_s"),
+            "compile": getattr(trainer, "compile_info", None),
+            "timing": timing,
             "epochs": epochs_done,
             "summary": summarize(epochs_done),
             **(extra_info or {}),
         }
 
-    compile_s = None
-    if status != "completed":
-        say(f"[{cfg.method}] {trainer.n_train} train images ({data.info['n_noisy']} noisy, realised noise rate "
-            f"{data.realised_rate:.4f}), {trainer.steps} steps/epoch, {cfg.epochs} epochs; compiling ...", flush=True)
-        compile_s = trainer.compile(state)
-        meta_extra = {"compile_s": compile_s}
-        say(f"[{cfg.method}] compiled in {compile_s:.1f}s", flush=True)
-    new_epochs = 0
-    last_epoch_cost = 0.0
-    while len(epochs_done) < cfg.epochs:
-        if stop_after_epochs is not None and new_epochs >= stop_after_epochs:
-            status = "interrupted"
-            break
-        elapsed = time.perf_counter() - t_start
-        if cfg.time_limit_s is not None and new_epochs > 0 and elapsed + last_epoch_cost > cfg.time_limit_s:
-            status = "time_limit"
-            say(f"[{cfg.method}] stopping: the next epoch would pass --time-limit {cfg.time_limit_s:.0f}s", flush=True)
-            break
-        e = len(epochs_done)
-        t0 = time.perf_counter()
-        prog = None
-        if verbose and len(trainer.blocks()) > 1:
-            def prog(s, n, e=e, t0=t0):
-                say(_fmt_progress(cfg.method, e + 1, cfg.epochs, s, n, t0), flush=True)
-        state = trainer.train_epoch(state, e, prog)
-        t1 = time.perf_counter()
-        m = trainer.evaluate(state)
-        t2 = time.perf_counter()
-        m = {"epoch": e + 1, "step": (e + 1) * trainer.steps,
-             "lr": float(trainer.learning_rates([(e + 1) * trainer.steps - 1])[0]), **m,
-             "epoch_time_s": t1 - t0, "eval_time_s": t2 - t1}
-        epochs_done.append(m)
-        new_epochs += 1
-        last_epoch_cost = t2 - t0
-        save_checkpoint(ckpt, state, {"config_hash": chash, "epochs": epochs_done, "lam_last": trainer.lam_last,
-                                      "lam_act": trainer.lam_act, "compile": meta_extra})
-        status = "completed" if len(epochs_done) >= cfg.epochs else "running"
-        write_json_atomic(out / "results.json", results(status, compile_s))
+    def record(status_now):
+        write_json_atomic(out / "results.json", results(status_now, compile_s))
         if on_epoch is not None:
             on_epoch()
-        say(f"[{cfg.method}] epoch {e + 1}/{cfg.epochs}: test acc {m['test_acc']:.4f}  train acc clean "
-            f"{m['train_acc_clean']:.4f} noisy(fit) {m['train_acc_noisy']:.4f}  train loss {m['train_loss']:.4f}  "
-            f"|W_last| {m['last_layer_norm']:.3f} |phi| {m['feature_norm']:.3f}  {m['epoch_time_s']:.1f}s",
-            flush=True)
+
+    def save(st):
+        save_checkpoint(ckpt, st, {"config_hash": chash, "epochs": epochs_done, "lam_last": trainer.lam_last,
+                                   "lam_act": trainer.lam_act, "compile": meta_extra})
+
+    compile_s = None
+    try:
+        if status != "completed":
+            if stop_at is not None and time.monotonic() >= stop_at:
+                status, stop_reason = "time_limit", "no time left to start this method"
+                say(f"[{cfg.method}] skipped: no time left", flush=True)
+                record(status)
+                return results(status, compile_s)
+            say(f"[{cfg.method}] {trainer.n_train} train images ({data.info['n_noisy']} noisy, realised noise rate "
+                f"{data.realised_rate:.4f}), {trainer.steps} steps/epoch, {cfg.epochs} epochs; compiling ...",
+                flush=True)
+            record("running")
+            compile_s = trainer.compile(state)
+            meta_extra = {"compile_s": compile_s}
+            timing["compile_s"] = compile_s
+            ci = trainer.compile_info
+            say(f"[{cfg.method}] compiled in {compile_s:.1f}s: {ci['train_programs']} training program(s) "
+                f"({ci['train_compile_s']:.1f}s; {ci['blocks_per_epoch']} blocks of {ci['block_steps']} steps per "
+                f"epoch), {ci['eval_programs']} evaluation program(s) ({ci['eval_compile_s']:.1f}s)", flush=True)
+            t0 = time.monotonic()
+            save(state)  # the setup checkpoint: also times the write that ends every epoch
+            tail_s = trainer.eval_seconds_estimate() + (time.monotonic() - t0)
+        new_epochs = 0
+
+        def may_continue(blocks_left, block_s):
+            if stop_at is None:
+                return True
+            if block_s is None and seconds_per_flop is not None and getattr(trainer, "block_flops", None):
+                block_s = FIRST_BLOCK_SAFETY * seconds_per_flop * trainer.block_flops / BLOCK_SAFETY
+            now = time.monotonic()
+            need = TAIL_SAFETY * tail_s + (0.0 if block_s is None else BLOCK_SAFETY * block_s * blocks_left)
+            return now + need <= stop_at
+
+        while len(epochs_done) < cfg.epochs:
+            if stop_after_epochs is not None and new_epochs >= stop_after_epochs:
+                status, stop_reason = "interrupted", f"stop_after_epochs={stop_after_epochs}"
+                break
+            e = len(epochs_done)
+            t0 = time.perf_counter()
+            prog = None
+            if verbose and len(trainer.blocks()) > 1:
+                def prog(s, n, e=e, t0=t0):
+                    say(_fmt_progress(cfg.method, e + 1, cfg.epochs, s, n, t0), flush=True)
+            try:
+                state = trainer.train_epoch(state, e, prog, may_continue=may_continue)
+            except OutOfTime as err:
+                status = "time_limit"
+                blk = getattr(trainer, "block_s", None)
+                stop_reason = (f"the rest of epoch {e + 1} would pass the time limit ({err}; slowest block "
+                               f"{'not run yet' if blk is None else f'{blk:.2f}s'}, evaluation + writes "
+                               f"{tail_s:.2f}s, {stop_at - time.monotonic():.1f}s left)")
+                say(f"[{cfg.method}] stopping: {stop_reason}", flush=True)
+                break
+            t1 = time.perf_counter()
+            m = trainer.evaluate(state)
+            t2 = time.perf_counter()
+            m = {"epoch": e + 1, "step": (e + 1) * trainer.steps,
+                 "lr": float(trainer.learning_rates([(e + 1) * trainer.steps - 1])[0]), **m,
+                 "epoch_time_s": t1 - t0, "eval_time_s": t2 - t1}
+            epochs_done.append(m)
+            new_epochs += 1
+            save(state)
+            status = "completed" if len(epochs_done) >= cfg.epochs else "running"
+            timing["max_block_s"] = getattr(trainer, "block_s", None)
+            timing["block_flops"] = getattr(trainer, "block_flops", None)
+            timing["max_eval_s"] = max(timing["max_eval_s"] or 0.0, t2 - t1)
+            record(status)
+            t3 = time.perf_counter()
+            timing["max_write_s"] = max(timing["max_write_s"] or 0.0, t3 - t2)
+            tail_s = max(tail_s, t3 - t1)
+            say(f"[{cfg.method}] epoch {e + 1}/{cfg.epochs}: test acc {m['test_acc']:.4f}  train acc clean "
+                f"{m['train_acc_clean']:.4f} noisy(fit) {m['train_acc_noisy']:.4f}  train loss {m['train_loss']:.4f}  "
+                f"|W_last| {m['last_layer_norm']:.3f} |phi| {m['feature_norm']:.3f}  {m['epoch_time_s']:.1f}s",
+                flush=True)
+    except KeyboardInterrupt:
+        stop_reason = "KeyboardInterrupt"
+        record("interrupted")
+        raise
+    except Terminated:
+        stop_reason = "SIGTERM (e.g. the outer time guard of bench/gpu_cifar.sh)"
+        record("killed")
+        raise
     res = results(status, compile_s)
     write_json_atomic(out / "results.json", res)
     return res
 
 
-def aggregate(out_dir: str | os.PathLike, methods: list[str] | None = None) -> dict:
-    """Combine ``out_dir/<method>/results.json`` into ``out_dir/results.json`` (atomic).
+def _read_method_results(work: Path, methods=None) -> dict:
+    runs = {}
+    for sub in sorted(work.iterdir()) if work.exists() else []:
+        f = sub / "results.json"
+        if sub.is_dir() and f.exists() and (methods is None or sub.name in methods):
+            runs[sub.name] = json.loads(f.read_text())
+    return runs
+
+
+def aggregate(out_dir: str | os.PathLike, methods: list[str] | None = None, *,
+              work_dir: str | os.PathLike | None = None) -> dict:
+    """Combine ``work_dir/<method>/results.json`` (default ``work_dir = out_dir``) into
+    ``out_dir/results.json`` (atomic).
 
     Schema (docs/cifar.md): ``methods[<name>]`` has ``peak_test_acc``, ``peak_epoch``,
     ``final_test_acc``, ``completed_epochs``, ``mean_epoch_time_s``, ``status`` and the full
-    per-epoch list ``epochs``; ``gaps`` has ``<m>_minus_sgd`` peak differences;
+    per-epoch list ``epochs``; ``gaps`` has ``<m>_minus_gd`` peak differences (gd: SGD);
     ``comparable`` is True when every method ran with the same data, noise and training
     settings (methods can be run in separate calls into one ``out_dir``).
     """
     out = Path(out_dir)
-    runs = {}
-    for sub in sorted(out.iterdir()) if out.exists() else []:
-        f = sub / "results.json"
-        if sub.is_dir() and f.exists() and (methods is None or sub.name in methods):
-            runs[sub.name] = json.loads(f.read_text())
+    runs = _read_method_results(Path(work_dir) if work_dir is not None else out, methods)
     order = [m for m in METHODS if m in runs]
     agg = {
         "schema": SCHEMA + "+aggregate",
@@ -864,29 +1075,64 @@ def aggregate(out_dir: str | os.PathLike, methods: list[str] | None = None) -> d
     }
     for m in order:
         r = runs[m]
-        agg["methods"][m] = {**r["summary"], "status": r["status"], "config": r["config"], "data": r["data"],
-                             "model": r["model"], "lam_last": r.get("lam_last"), "lam_act": r.get("lam_act"),
-                             "compile_s": r.get("compile_s"), "preset": r.get("preset"), "device": r.get("device"),
-                             "epochs": r["epochs"]}
+        agg["methods"][m] = {**r["summary"], "status": r["status"], "stop_reason": r.get("stop_reason"),
+                             "config": r["config"], "data": r["data"], "model": r["model"],
+                             "lam_last": r.get("lam_last"), "lam_act": r.get("lam_act"),
+                             "compile_s": r.get("compile_s"), "compile": r.get("compile"), "timing": r.get("timing"),
+                             "preset": r.get("preset"), "device": r.get("device"), "epochs": r["epochs"]}
     shared = [{k: v for k, v in r["config"].items() if k not in ("method", "lam_last", "lam_act", "time_limit_s")}
               | {"data": r["data"].get("fingerprint")} for r in agg["methods"].values()]
     agg["comparable"] = all(s == shared[0] for s in shared)  # same data, noise and training settings
-    base = agg["methods"].get("sgd", {}).get("peak_test_acc")
+    base = agg["methods"].get("gd", {}).get("peak_test_acc")
     for m, r in agg["methods"].items():
-        if m != "sgd" and base is not None and r.get("peak_test_acc") is not None:
-            agg["gaps"][f"{m}_minus_sgd"] = r["peak_test_acc"] - base
+        if m != "gd" and base is not None and r.get("peak_test_acc") is not None:
+            agg["gaps"][f"{m}_minus_gd"] = r["peak_test_acc"] - base
+    out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "results.json", agg)
     return agg
 
 
+def draw_figure(agg: dict, out_dir: str | os.PathLike) -> bool:
+    """``out_dir/curves.png`` from ``agg``; a failure (no matplotlib, a bad backend, a full
+    disk) is a warning on stderr, never an error: the results never depend on the figure."""
+    try:
+        from linsam.cifar.plot import plot_curves
+
+        plot_curves(agg, Path(out_dir) / "curves.png")
+        return True
+    except Exception as err:  # noqa: BLE001 - the figure is optional by design
+        print(f"[cifar] warning: figure not drawn ({type(err).__name__}: {err}); the results are unaffected",
+              file=sys.stderr, flush=True)
+        return False
+
+
+def method_deadlines(now: float, deadline: float | None, shares: dict | None, methods: list[str]):
+    """Deadline of the first of ``methods`` when the time left, ``deadline - now``, is split
+    by ``shares`` over the methods still to run (a method that ends early leaves its time to
+    the rest). None when there is no deadline."""
+    if deadline is None:
+        return None
+    if not shares:
+        return deadline
+    w = [float(shares.get(m, 1.0)) for m in methods]
+    return now + max(deadline - now, 0.0) * w[0] / sum(w)
+
+
 def run(configs: list[CifarConfig], out_dir: str | os.PathLike, *, data_path=None, fresh: bool = False,
         stop_after_epochs: int | None = None, verbose: bool = True, plot: bool = True,
-        dataset: cdata.CIFAR10 | None = None, extra_info: dict | None = None) -> dict:
-    """Run several methods (one config each, same data and noise) into ``out_dir/<method>/``.
+        dataset: cdata.CIFAR10 | None = None, extra_info: dict | None = None,
+        work_dir: str | os.PathLike | None = None, deadline: float | None = None,
+        time_shares: dict | None = None) -> dict:
+    """Run several methods (one config each, same data and noise).
 
-    Loads the data once (``dataset`` to pass arrays directly, e.g. in tests), writes the
-    aggregate ``out_dir/results.json`` after each method and, with ``plot``, the figure
-    ``out_dir/curves.png``. Returns the aggregate dict.
+    Per-method results and checkpoints go to ``work_dir/<method>/`` (default: ``out_dir``);
+    the aggregate ``out_dir/results.json`` is rewritten after every epoch and, with ``plot``,
+    the figure ``out_dir/curves.png`` after each method (a failed figure is a warning). So
+    with a separate ``work_dir``, ``out_dir`` holds only those two files. Nothing is created
+    before the data has loaded. ``deadline`` (:func:`time.monotonic`) ends the whole call:
+    each method gets the time left split by ``time_shares`` (e.g. ``{"gd": 1, "one_sam":
+    2}``) over the methods still to run, within its own ``time_limit_s``. Loads the data
+    once (``dataset`` to pass arrays directly, e.g. in tests). Returns the aggregate dict.
     """
     configs = [validate_config(c) for c in configs]
     names = [c.method for c in configs]
@@ -899,26 +1145,63 @@ def run(configs: list[CifarConfig], out_dir: str | os.PathLike, *, data_path=Non
         if d != b:
             raise ValueError("all methods of one run must share the data/noise/training settings")
     out = Path(out_dir)
+    work = Path(work_dir) if work_dir is not None else out
     if dataset is None:
         cdata.check_data_path(data_path)
         dataset = cdata.load_cifar10(data_path, verbose=verbose)
     prepared = prepare_data(dataset, configs[0])
+    out.mkdir(parents=True, exist_ok=True)
+    work.mkdir(parents=True, exist_ok=True)
     if verbose:
         print(f"[cifar] {prepared.info['n_train']} train / {prepared.info['n_test']} test images from "
               f"{prepared.info['source']}; noise {configs[0].noise_kind} p={configs[0].noise_rate}: realised rate "
               f"{prepared.realised_rate:.4f} ({prepared.info['n_noisy']} flipped); device {device_description()}",
               flush=True)
+        if deadline is not None:
+            print(f"[cifar] time left for the methods: {deadline - time.monotonic():.0f}s (shares "
+                  f"{time_shares or 'equal: none'})", flush=True)
     agg = None
-    for c in configs:
-        run_method(c, prepared, out / c.method, fresh=fresh, stop_after_epochs=stop_after_epochs,
-                   verbose=verbose, extra_info=extra_info, on_epoch=lambda: aggregate(out))
-        agg = aggregate(out)
+    seconds_per_flop = None
+    for i, c in enumerate(configs):
+        dl = method_deadlines(time.monotonic(), deadline, time_shares, names[i:])
+        try:
+            res = run_method(c, prepared, work / c.method, fresh=fresh, stop_after_epochs=stop_after_epochs,
+                             verbose=verbose, extra_info=extra_info, deadline=dl, seconds_per_flop=seconds_per_flop,
+                             on_epoch=lambda: aggregate(out, names, work_dir=work))
+            t = res.get("timing") or {}
+            if t.get("max_block_s") and t.get("block_flops"):
+                seconds_per_flop = t["max_block_s"] / t["block_flops"]
+        except BaseException:
+            aggregate(out, names, work_dir=work)  # the results, quickly (no figure: SIGKILL may follow)
+            raise
+        agg = aggregate(out, names, work_dir=work)
         if plot:
-            from linsam.cifar.plot import plot_curves
-
-            plot_curves(agg, out / "curves.png")
+            draw_figure(agg, out)
     if verbose and agg is not None:
         for m, r in agg["methods"].items():
-            print(f"[cifar] {m}: peak test acc {r['peak_test_acc']:.4f} at epoch {r['peak_epoch']} "
+            peak = "none" if r["peak_test_acc"] is None else f"{r['peak_test_acc']:.4f}"
+            print(f"[cifar] {m}: peak test acc {peak} at epoch {r['peak_epoch']} "
                   f"({r['completed_epochs']} epochs, {r['status']})", flush=True)
+    return agg
+
+
+def finalize(out_dir: str | os.PathLike, *, work_dir: str | os.PathLike | None = None, killed: bool = False,
+             plot: bool = True) -> dict:
+    """After a run ended, however it ended: mark methods still ``running`` as ``killed``
+    (when ``killed``: the process was stopped from outside, e.g. SIGKILL after the time
+    guard), rewrite ``out_dir/results.json`` (and the figure), and remove temporary files
+    a killed atomic write left in ``out_dir``. Used by bench/gpu_cifar.sh."""
+    out = Path(out_dir)
+    work = Path(work_dir) if work_dir is not None else out
+    if killed:
+        for name, r in _read_method_results(work).items():
+            if r.get("status") == "running":
+                r["status"] = "killed"
+                r["stop_reason"] = "stopped from outside while running (the outer time guard: SIGTERM/SIGKILL)"
+                write_json_atomic(work / name / "results.json", r)
+    for tmp in out.glob(".*.tmp") if out.exists() else []:
+        tmp.unlink()
+    agg = aggregate(out, work_dir=work)
+    if plot:
+        draw_figure(agg, out)
     return agg

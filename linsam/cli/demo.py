@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from linsam._src import logreg, validate
+from linsam import logreg, rules
+from linsam._src import validate
 
 
 def demo_problem(seed: int = 0, n: int = 12, d: int = 5, noise: float = 0.25):
@@ -27,7 +28,7 @@ def demo_problem(seed: int = 0, n: int = 12, d: int = 5, noise: float = 0.25):
 
 
 def run(args: argparse.Namespace) -> int:
-    validate.check_rho(args.rho)
+    rules.OneSAM(args.rho)  # the method value checks rho once (ValueError naming rho)
     w, X, t, noisy = demo_problem(args.seed)
     z = logreg.margins(w, X, t)
     weights = logreg.per_example_weights(w, X, t, args.rho, method="one_sam")

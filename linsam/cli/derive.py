@@ -41,6 +41,14 @@ def _check(derivations, which: list[str] | None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from linsam.cli import out_dir
+
+    try:
+        if args.render is not None:
+            out_dir(args.render, "--render")  # before SymPy is imported and anything is rendered
+    except ValueError as err:
+        print(f"linsam derive: error: {err}", file=sys.stderr)
+        return 2
     import derivations  # lazily: SymPy import is slow
 
     try:

@@ -1,16 +1,20 @@
 """``linsam reproduce``, ``linsam check`` and ``linsam figures``: the paper's claims and figures.
 
     linsam reproduce [--quick | --full] [--out DIR] [--cifar-results FILE] [--seed N]
-        derivation proofs + paper checks C1..C8 + figures F1..F7; writes DIR/report.md,
+        derivation proofs + paper checks C1..C9 + figures F1..F7, F9; writes DIR/report.md,
         DIR/report.json and DIR/figures/*.png|pdf (atomically); exit 0 only if every
         must-hold claim holds and every derivation is proved
-    linsam check [C1 ... C8] [--quick | --full] [--config FILE] [--out DIR]
+    linsam check [C1 ... C9] [--quick | --full] [--config FILE] [--out DIR]
         the claims only (all by default); prints the table, --out writes the report
-    linsam figures [F1 ... F7] [--quick | --full] [--config FILE] [--out DIR]
+    linsam figures [F1 ... F9] [--quick | --full] [--config FILE] [--out DIR]
         the figures only (all by default) into DIR (default out/figures)
 
 Modes: --quick (default; <= 3 minutes on 2 CPU cores), --full (more seeds and steps).
-Every check and figure reads its settings from linsam/configs/paper/{checks,figures}_*.toml;
+The output location is checked before any work (exit status 2 if it cannot be written);
+``reproduce`` builds its result in a staging directory inside DIR and moves it in at the end
+(report.md last), so an interrupted run leaves the previous result as it was. Ctrl-C (SIGINT)
+exits with status 130, SIGTERM with 143 (docs/reliability.md).
+Every check and figure reads its settings from linsam/configs/paper/{checks,figures}.toml ([Ck]/[Fk]);
 ``--config FILE`` (one id) or ``--config ID=FILE`` (repeatable) overrides them with your own.
 """
 
@@ -117,13 +121,28 @@ def _run_figures(ids, ctx, out_dir, say, errors):
 def _context(args, ids, say):
     from paper_checks import Context
 
+    if getattr(args, "cifar_results", None) is not None:  # a named file must be readable: refuse before any work
+        from paper_checks.c8_cifar import read_results_file
+
+        read_results_file(args.cifar_results)
+
     return Context(mode=_mode(args), seed=args.seed, cifar_results=getattr(args, "cifar_results", None),
                    config_files=_config_files(args.config, ids), progress=say)
 
 
+def _publish_figures(fig_outs, stage):
+    """The figure records with the paths they will have once ``stage`` is committed."""
+    import dataclasses
+
+    return [dataclasses.replace(f, paths=tuple(str(stage.final(p)) for p in f.paths)) for f in fig_outs]
+
+
 def run_reproduce(args: argparse.Namespace) -> int:
+    from linsam.cli import StopOnSignal, out_dir
+
     say = _Progress(args.quiet)
     try:
+        out = out_dir(args.out)  # before any work: exists or can be created, writable, not a file
         import paper_checks
         from reproduction.report import Run, write_report
 
@@ -134,35 +153,44 @@ def run_reproduce(args: argparse.Namespace) -> int:
 
         figs = _ids(plan.get("figures"), figmod.FIGURES, "figure")
     except ValueError as err:
-        print(f"linsam reproduce: {err}", file=sys.stderr)
+        print(f"linsam reproduce: error: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    say(f"linsam reproduce --{ctx.mode} (seed {ctx.seed}) -> {out}/report.md")
-    errors: list[str] = []
-    results: dict = {}
-    try:
-        if plan.get("background", True):
-            ctx.start_background()
-        # sweep-based checks first (the background proofs overlap them), then the figures
-        # (they reuse the cached sweeps), then the checks that wait for the background process
-        late = [c for c in checks if c in ("C1", "C2")]
-        _run_claims([c for c in checks if c not in late], ctx, say, errors, results)
-        fig_outs = _run_figures(figs, ctx, out / "figures", say, errors)
-        _run_claims(late, ctx, say, errors, results)
+    from linsam._src.atomic import StagedDir
+
+    note = f"nothing written to {out} (a previous result there is unchanged)"
+    with StopOnSignal("linsam reproduce", note=note) as stop, StagedDir(out, last=("report.md",)) as stage:
+        # everything is built in stage.path and moved into `out` only at the end (report.md
+        # last): an interrupted or failed run never leaves a mix of two runs that looks finished
+        stop.add(ctx.kill_background)
+        say(f"linsam reproduce --{ctx.mode} (seed {ctx.seed}) -> {out}/report.md")
+        errors: list[str] = []
+        results: dict = {}
         try:
-            ders = ctx.derivations()
-        except Exception as exc:
-            errors.append(f"derivations: {type(exc).__name__}: {exc}")
-            ders = []
-    finally:
-        ctx.close()
-    for d in ders:
-        say(f"derivation {d['name']}: {'proved' if d['holds'] else 'NOT PROVED'} "
-            f"({sum(c['holds'] for c in d['claims'])}/{len(d['claims'])} claims)")
-    run = Run(mode=ctx.mode, seed=ctx.seed, claims=[results[c] for c in checks], derivations=ders, figures=fig_outs,
-              sweeps=ctx.sweeps_run(), settings=ctx.all_settings(), timings=ctx.timings, errors=errors,
-              total_s=say.elapsed, cifar_results=ctx.cifar_results, out_dir=str(out))
-    md, js = write_report(run, out)
+            if plan.get("background", True):
+                ctx.start_background()
+            # sweep-based checks first (the background proofs overlap them), then the figures
+            # (they reuse the cached sweeps), then the checks that wait for the background process
+            late = [c for c in checks if c in ("C1", "C2")]
+            _run_claims([c for c in checks if c not in late], ctx, say, errors, results)
+            fig_outs = _run_figures(figs, ctx, stage.path / "figures", say, errors)
+            _run_claims(late, ctx, say, errors, results)
+            try:
+                ders = ctx.derivations()
+            except Exception as exc:
+                errors.append(f"derivations: {type(exc).__name__}: {exc}")
+                ders = []
+        finally:
+            ctx.close()
+        for d in ders:
+            say(f"derivation {d['name']}: {'proved' if d['holds'] else 'NOT PROVED'} "
+                f"({sum(c['holds'] for c in d['claims'])}/{len(d['claims'])} claims)")
+        fig_outs = _publish_figures(fig_outs, stage)
+        run = Run(mode=ctx.mode, seed=ctx.seed, claims=[results[c] for c in checks], derivations=ders,
+                  figures=fig_outs, sweeps=ctx.sweeps_run(), settings=ctx.all_settings(), timings=ctx.timings,
+                  errors=errors, total_s=say.elapsed, cifar_results=ctx.cifar_results, out_dir=str(out))
+        write_report(run, stage.path)
+        stage.commit()
+    md, js = out / "report.md", out / "report.json"
     _print_table(run.claims)
     print(f"\nwrote {md}, {js} and {len(fig_outs)} figures in {out / 'figures'} ({run.total_s:.1f} s)")
     print(f"exit status {run.exit_status}: "
@@ -172,6 +200,7 @@ def run_reproduce(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     import paper_checks
+    from linsam.cli import StopOnSignal, out_dir
 
     if args.list:
         for cid, name in paper_checks.CLAIMS.items():
@@ -180,35 +209,44 @@ def run_check(args: argparse.Namespace) -> int:
         return 0
     say = _Progress(args.quiet)
     try:
+        out = out_dir(args.out) if args.out else None  # before any work
         ids = _ids(args.names, paper_checks.CLAIMS, "check")
         ctx = _context(args, ids, say)
         for cid in ids:
             ctx.settings("checks", cid)  # refuse bad settings before any work
     except ValueError as err:
-        print(f"linsam check: {err}", file=sys.stderr)
+        print(f"linsam check: error: {err}", file=sys.stderr)
         return 2
     errors: list[str] = []
     results: dict = {}
-    try:
-        _run_claims(ids, ctx, say, errors, results)
-    finally:
-        ctx.close()
-    claims = [results[c] for c in ids]
-    _print_table(claims)
-    if args.out:
-        from reproduction.report import Run, write_report
+    note = f"nothing written to {out}" if out else ""
+    with StopOnSignal("linsam check", note=note) as stop:
+        stop.add(ctx.kill_background)
+        try:
+            _run_claims(ids, ctx, say, errors, results)
+        finally:
+            ctx.close()
+        claims = [results[c] for c in ids]
+        if out is not None:
+            from linsam._src.atomic import StagedDir
+            from reproduction.report import Run, write_report
 
-        ders = ctx.derivations() if ctx._derivations is not None else []
-        run = Run(mode=ctx.mode, seed=ctx.seed, claims=claims, derivations=ders, figures=[], sweeps=ctx.sweeps_run(),
-                  settings=ctx.all_settings(), timings=ctx.timings, errors=errors, total_s=say.elapsed,
-                  cifar_results=ctx.cifar_results, out_dir=str(args.out))
-        md, _ = write_report(run, args.out)
-        print(f"wrote {md}")
+            ders = ctx.derivations() if ctx._derivations is not None else []
+            run = Run(mode=ctx.mode, seed=ctx.seed, claims=claims, derivations=ders, figures=[],
+                      sweeps=ctx.sweeps_run(), settings=ctx.all_settings(), timings=ctx.timings, errors=errors,
+                      total_s=say.elapsed, cifar_results=ctx.cifar_results, out_dir=str(out))
+            with StagedDir(out, last=("report.md",)) as stage:  # report.json and report.md move in together
+                write_report(run, stage.path)
+                stage.commit()
+    _print_table(claims)
+    if out is not None:
+        print(f"wrote {out / 'report.md'}")
     return 0 if all(c.ok for c in claims) and not errors else 1
 
 
 def run_figures(args: argparse.Namespace) -> int:
     import figures
+    from linsam.cli import StopOnSignal, out_dir
 
     if args.list:
         for fid in figures.FIGURES:
@@ -216,15 +254,22 @@ def run_figures(args: argparse.Namespace) -> int:
         return 0
     say = _Progress(args.quiet)
     try:
+        out = out_dir(args.out)  # before any work
         ids = _ids(args.names, figures.FIGURES, "figure")
         ctx = _context(args, ids, say)
         for fid in ids:
             ctx.settings("figures", fid)
     except ValueError as err:
-        print(f"linsam figures: {err}", file=sys.stderr)
+        print(f"linsam figures: error: {err}", file=sys.stderr)
         return 2
     errors: list[str] = []
-    outs = _run_figures(ids, ctx, Path(args.out), say, errors)
+    # each figure file is written atomically: an interrupted run leaves whole files only
+    with StopOnSignal("linsam figures", note=f"the figures finished before it are in {out}") as stop:
+        stop.add(ctx.kill_background)
+        try:
+            outs = _run_figures(ids, ctx, out, say, errors)
+        finally:
+            ctx.close()
     for f in outs:
         print(f"{f.id}: {', '.join(f.paths)}\n    {f.caption}")
     return 0 if not errors else 1
@@ -260,21 +305,21 @@ def _seed(text: str) -> int:
 
 def register(subparsers) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
-    p = subparsers.add_parser("reproduce", help="run the derivations, the paper checks C1-C8 and the figures F1-F7; "
+    p = subparsers.add_parser("reproduce", help="run the derivations, the paper checks C1-C9 and the figures F1-F7, F9; "
                                                 "write a report (the main job)", description=__doc__, formatter_class=fmt)
     _common(p, out_default="out/reproduce", cifar=True)
     p.set_defaults(func=run_reproduce)
 
-    c = subparsers.add_parser("check", help="run paper checks C1-C8 (all by default) and print the claims table",
+    c = subparsers.add_parser("check", help="run paper checks C1-C9 (all by default) and print the claims table",
                               description=__doc__, formatter_class=fmt)
-    c.add_argument("names", nargs="*", metavar="ID", help="claims to run (C1 ... C8)")
+    c.add_argument("names", nargs="*", metavar="ID", help="claims to run (C1 ... C9)")
     c.add_argument("--list", action="store_true", help="list the claims and exit")
     _common(c, out_default=None, cifar=True)
     c.set_defaults(func=run_check)
 
-    f = subparsers.add_parser("figures", help="draw figures F1-F7 (all by default)", description=__doc__,
+    f = subparsers.add_parser("figures", help="draw figures F1-F7, F9 (all by default)", description=__doc__,
                               formatter_class=fmt)
-    f.add_argument("names", nargs="*", metavar="ID", help="figures to draw (F1 ... F7)")
+    f.add_argument("names", nargs="*", metavar="ID", help="figures to draw (F1 ... F7, F9)")
     f.add_argument("--list", action="store_true", help="list the figures and exit")
     _common(f, out_default="out/figures", cifar=False)
     f.set_defaults(func=run_figures)

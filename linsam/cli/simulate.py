@@ -58,19 +58,28 @@ def _simulate(args) -> int:
             cfg = sim.load_config(name)
             print(f"{name:28s} {cfg.description.strip().splitlines()[0] if cfg.description else ''}")
         return 0
+    from linsam.cli import StopOnSignal, out_dir
+
     try:
+        if args.config is not None and Path(args.config).is_dir():
+            raise ValueError(f"--config {args.config!r} is a directory; give a TOML file or a shipped config name")
         cfg = sim.load_config("default" if args.default_sweep else args.config)
         changes = {k: v for k, v in (("num_seeds", args.num_seeds), ("seed_offset", args.seed_offset),
                                      ("seed_chunk", args.seed_chunk)) if v is not None}
         if changes:
             cfg = cfg.replace(**changes)
+        # the output location is checked before the sweep, which may take hours
+        out = out_dir(args.out or Path("out/sim") / cfg.name)
     except ValueError as err:
-        print(f"linsam simulate: {err}", file=sys.stderr)
+        print(f"linsam simulate: error: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out or Path("out/sim") / cfg.name)
+    except OSError as err:  # e.g. the config cannot be read
+        print(f"linsam simulate: error: --config {args.config!r}: {err.strerror or err}", file=sys.stderr)
+        return 2
     _enable_x64_if_needed(cfg)
-    res = sim.simulate(cfg, progress=True)
-    res.save(out)
+    with StopOnSignal("linsam simulate", note=f"the sweep was not saved; {out} is unchanged"):
+        res = sim.simulate(cfg, progress=True)
+        res.save(out)
     _print_summary(res)
     print(f"saved {out}/results.npz and config.json ({res.elapsed_s:.1f} s)")
     return 0
@@ -84,7 +93,8 @@ def _enable_x64_if_needed(cfg) -> None:
 
 
 def _print_summary(res) -> None:
-    from linsam._src.theory import early_stopping, mean_ci
+    from linsam._src.theory import early_stopping
+    from linsam.stats import mean_ci
 
     es = early_stopping(res.axes["step"], res.metrics["test_acc"])
     print(f"{res.config.name}: peak test accuracy (%), mean [95% CI] over {len(res.axes['seed'])} seeds")
@@ -99,10 +109,22 @@ def _print_summary(res) -> None:
 
 
 def _regimes(args) -> int:
+    from linsam.cli import StopOnSignal, out_dir, out_file
+
+    try:  # output locations first: a regime sweep takes minutes
+        results = out_dir(args.results, "--results") if args.run else Path(args.results)
+        out_file(args.out)
+    except ValueError as err:
+        print(f"linsam regimes: error: {err}", file=sys.stderr)
+        return 2
+    with StopOnSignal("linsam regimes", note="the sweeps finished before it are saved"):
+        return _regimes_run(args, results)
+
+
+def _regimes_run(args, results: Path) -> int:
     from reproduction import regimes
     from linsam._src import simulate as sim
 
-    results = Path(args.results)
     if args.run:
         names = regimes.regime_configs()
         if args.only:

@@ -1,0 +1,234 @@
+r"""The sweep config (:class:`SimConfig`), and what the engine builds from it: the model
+value and the method values (names exist only here, at the edge).
+
+A config is static and hashable (a TOML file's content); :meth:`SimConfig.validate` refuses
+a config that cannot be right, naming the field, before any work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from linsam._src import rules
+from linsam._src.data import MixtureSpec, NoiseSpec
+from linsam._src.models import DLN, LogReg
+from linsam._src.validate import check_method, check_nonnegative, check_positive, check_positive_int, check_rho
+
+MODELS = ("logreg", "dln")
+
+
+def _check_name(name) -> None:
+    """``name`` becomes a directory under the output root: a plain file name only."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name \
+            or ".." in name or "\0" in name or name.startswith("."):
+        raise ValueError(
+            f"name must be a plain file name (letters, digits, '_', '-', '.'; no '/', '\\' or '..', "
+            f"not starting with '.'): it names the output directory; got {name!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SimConfig:
+    r"""Everything that defines a sweep (static and hashable; what a TOML config holds).
+
+    Top-level fields (TOML top level), then ``data`` (TOML ``[data]``, a
+    :class:`~linsam.data.MixtureSpec`), ``noise`` (``[noise]``, a
+    :class:`~linsam.data.NoiseSpec`) and ``meta`` (``[meta]``: free-form key/values kept
+    with the results, e.g. the regime's role and headline rho; sorted ``(key, value)`` pairs).
+
+    Attributes:
+      name, description: labels written with the results.
+      model: ``"logreg"`` or ``"dln"``.
+      methods: method names (:data:`linsam.rules.METHODS`).
+      rhos: perturbation radii (>= 0); every method runs at every rho.
+      num_seeds, seed_offset: seeds ``seed_offset, ..., seed_offset + num_seeds - 1``.
+      n: training-set size (>= 2).
+      steps: number of updates (>= 1), a multiple of ``record_every``.
+      lr: learning rate (> 0).
+      batch_size: 0 for full batch, else the mini-batch size (<= n).
+      init_scale: 0 for zero init, else the scale of :func:`linsam.logreg.init` /
+        :func:`linsam.dln.init` (a zero-init DLN never moves: a stationary point).
+      record_every: record interval in steps (>= 1).
+      record_dense: record every step for the first ``record_dense`` steps, then every
+        ``record_every`` (0 = off); resolves an early peak (zero-init GD peaks at step 1)
+        without paying for metrics at every step. ``steps - record_dense`` must be a
+        multiple of ``record_every``.
+      hidden: DLN width h.
+      lam_last, lam_act: ``jreg_fixed`` coefficients.
+      lam_scale_by_rho: if true, ``jreg_fixed`` uses ``lam_last * rho`` and ``lam_act * rho``,
+        so the rho axis sweeps its strength (selected like any other method's rho); with
+        constants of the size of :math:`s_i/J_i` this is Proposition 4.1's coefficient
+        :math:`\rho\,s_i/J_i` frozen at a typical value.
+      dtype: ``"float32"`` (sweeps) or ``"float64"`` (exact tests).
+      seed_chunk: seeds per compiled call (0 = all at once); smaller chunks give progress
+        lines and bound memory, and reuse the same compilation.
+    """
+
+    name: str = "sweep"
+    description: str = ""
+    model: str = "logreg"
+    methods: tuple = ("gd", "one_sam")
+    rhos: tuple = (0.0,)
+    num_seeds: int = 20
+    seed_offset: int = 0
+    n: int = 500
+    steps: int = 3000
+    lr: float = 0.1
+    batch_size: int = 0
+    init_scale: float = 0.0
+    record_every: int = 10
+    record_dense: int = 0
+    hidden: int = 32
+    lam_last: float = 0.0
+    lam_act: float = 0.0
+    lam_scale_by_rho: bool = False
+    dtype: str = "float32"
+    seed_chunk: int = 0
+    data: MixtureSpec = MixtureSpec()
+    noise: NoiseSpec = NoiseSpec("symmetric", 0.3)
+    meta: tuple = ()
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SimConfig":
+        """Build from a (TOML-shaped) mapping; unknown keys are refused by name."""
+        d = dict(d)
+        top = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - top
+        if unknown:
+            raise ValueError(f"unknown config key(s) {sorted(unknown)}; allowed: {sorted(top)}")
+        data = d.pop("data", {})
+        noise = d.pop("noise", {})
+        meta = d.pop("meta", {})
+        if isinstance(data, Mapping):
+            bad = set(data) - set(MixtureSpec._fields)
+            if bad:
+                raise ValueError(f"unknown [data] key(s) {sorted(bad)}; allowed: {list(MixtureSpec._fields)}")
+            data = dict(data)
+            if "mean_coords" in data:
+                data["mean_coords"] = tuple(int(c) for c in np.atleast_1d(data["mean_coords"]))
+            data = MixtureSpec(**data)
+        if isinstance(noise, Mapping):
+            bad = set(noise) - set(NoiseSpec._fields)
+            if bad:
+                raise ValueError(f"unknown [noise] key(s) {sorted(bad)}; allowed: {list(NoiseSpec._fields)}")
+            noise = NoiseSpec(**noise)
+        if isinstance(meta, Mapping):
+            meta = tuple(sorted((str(k), _freeze(v)) for k, v in meta.items()))
+        for key in ("methods", "rhos"):
+            if key in d:
+                d[key] = tuple(d[key]) if not isinstance(d[key], str) else (d[key],)
+        if "rhos" in d:
+            d["rhos"] = tuple(float(r) for r in d["rhos"])
+        return cls(data=data, noise=noise, meta=meta, **d).validate()
+
+    def to_dict(self) -> dict:
+        """JSON/TOML-shaped mapping (inverse of :meth:`from_dict`)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["methods"] = list(self.methods)
+        out["rhos"] = list(self.rhos)
+        out["data"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.data._asdict().items()}
+        out["noise"] = self.noise._asdict()
+        out["meta"] = {k: _thaw(v) for k, v in self.meta}
+        return out
+
+    def replace(self, **changes) -> "SimConfig":
+        return dataclasses.replace(self, **changes).validate()
+
+    @property
+    def meta_dict(self) -> dict:
+        return {k: _thaw(v) for k, v in self.meta}
+
+    @property
+    def seeds(self) -> np.ndarray:
+        return np.arange(self.seed_offset, self.seed_offset + self.num_seeds)
+
+    # -- validation ---------------------------------------------------------------
+    def validate(self) -> "SimConfig":
+        """Refuse a config that cannot be right, naming the field (before any work)."""
+        _check_name(self.name)
+        check_method(self.model, MODELS, "model")
+        if len(self.methods) == 0:
+            raise ValueError("methods must name at least one method")
+        for m in self.methods:
+            check_method(m, rules.METHODS, "methods")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods must not repeat, got {list(self.methods)}")
+        if len(self.rhos) == 0:
+            raise ValueError("rhos must hold at least one value")
+        for r in self.rhos:
+            check_rho(r, "rhos")
+        check_positive_int(self.num_seeds, "num_seeds")
+        if isinstance(self.seed_offset, bool) or not isinstance(self.seed_offset, (int, np.integer)) or self.seed_offset < 0:
+            raise ValueError(f"seed_offset must be an integer >= 0, got {self.seed_offset!r}")
+        check_positive_int(self.n, "n", minimum=2)
+        check_positive_int(self.steps, "steps")
+        check_positive_int(self.record_every, "record_every")
+        if isinstance(self.record_dense, bool) or not isinstance(self.record_dense, (int, np.integer)) or not (
+            0 <= self.record_dense <= self.steps
+        ):
+            raise ValueError(f"record_dense must be an integer in [0, steps = {self.steps}], got {self.record_dense!r}")
+        if (self.steps - self.record_dense) % self.record_every:
+            raise ValueError(
+                f"steps - record_dense ({self.steps} - {self.record_dense}) must be a multiple of "
+                f"record_every ({self.record_every})"
+            )
+        check_positive(self.lr, "lr")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) or not (
+            0 <= self.batch_size <= self.n
+        ):
+            raise ValueError(f"batch_size must be an integer in [0, n = {self.n}] (0 = full batch), got {self.batch_size!r}")
+        check_nonnegative(self.init_scale, "init_scale")
+        check_positive_int(self.hidden, "hidden")
+        check_nonnegative(self.lam_last, "lam_last")
+        check_nonnegative(self.lam_act, "lam_act")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if isinstance(self.seed_chunk, bool) or not isinstance(self.seed_chunk, (int, np.integer)) or self.seed_chunk < 0:
+            raise ValueError(f"seed_chunk must be an integer >= 0 (0 = all seeds at once), got {self.seed_chunk!r}")
+        if not isinstance(self.data, MixtureSpec):
+            raise ValueError("data must be a linsam.data.MixtureSpec")
+        if not isinstance(self.noise, NoiseSpec):
+            raise ValueError("noise must be a linsam.data.NoiseSpec")
+        self.data.build()  # validates the data fields
+        self.noise.validate(self.data.d)
+        if self.noise.kind == "boundary" and self.data.kind == "signal_noise" and self.data.signal_std == 0:
+            raise ValueError("boundary noise needs a class spread along mu (data.signal_std > 0)")
+        return self
+
+
+def _freeze(v):
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, Mapping):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    return v
+
+
+def _thaw(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+def model_of(config: SimConfig):
+    """The model value of ``config`` (:class:`linsam.models.LogReg` or :class:`~linsam.models.DLN`)."""
+    return LogReg() if config.model == "logreg" else DLN(hidden=int(config.hidden))
+
+
+def trains_with_rho(config: SimConfig, name: str) -> bool:
+    """Whether method ``name``'s *training* depends on rho (``gd`` and ``jreg_fixed`` unless
+    ``lam_scale_by_rho`` do not: they train once per seed)."""
+    if name == "jreg_fixed":
+        return bool(config.lam_scale_by_rho)
+    return rules.METHOD_CLASSES[name].uses_rho
+
+
+def method_value(config: SimConfig, name: str, rho):
+    """The method value for ``name`` at radius ``rho`` (a number, or a traced/array leaf)."""
+    if name == "jreg_fixed":
+        scale = rho if config.lam_scale_by_rho else 1.0
+        return rules.JRegFixed(lam_last=config.lam_last * scale, lam_act=config.lam_act * scale)
+    cls = rules.METHOD_CLASSES[name]
+    return cls(rho=rho) if cls.uses_rho else cls()

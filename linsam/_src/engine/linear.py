@@ -1,0 +1,255 @@
+r"""The linear backend: full-batch rules of a linear model that are per-example reweightings.
+
+Where the model's closed form of a method is its GD kernel or its 1-SAM kernel (for
+:class:`linsam.models.LogReg`: ``gd``, ``jsam``, ``jreg`` and ``one_sam``, ``lsam``; see
+:func:`kind`), one step of run ``r`` (radius :math:`\rho_r`, 0 for the GD kernel) is
+
+.. math::
+
+    z = t \odot X w_r, \qquad C = \mathrm{margin\_shift}(z, \|x\|, \rho_r), \qquad
+    w_r \leftarrow w_r + \frac{\eta}{n} X^\top\big(t \odot \sigma(-z + C)\big)
+
+(``model.margin_shift``: Lemma 3.1's :math:`C_i = \rho\|x_i\|`, 0 where the gradient is 0).
+The ``R`` runs of one seed share its data, so a step is two GEMMs on :math:`W \in \mathbb
+R^{d\times R}` (**primal** form, :math:`4ndR` flops), or, since every update lies in the row
+space of :math:`X`, the logits follow :math:`M \leftarrow M + \frac{\eta}{n} K C` with the Gram
+matrix :math:`K = XX^\top` computed once (**dual** form, :math:`2n^2R` flops, ``A = \sum_k C_k``
+carried). ``form="auto"`` picks the form with fewer flops (:func:`flops_per_step`).
+
+**Metrics in closed form from what the step has.** The logits :math:`M` are carried, so the
+margins are free; the 1-SAM point of example i is :math:`z'_i = z_i - C_i` with
+:math:`J_i = J'_i = \|x_i\|` (``LogReg.one_sam_point``: the Jacobian does not depend on w).
+The dual form never rebuilds :math:`w = w_0 + s X^\top A` (:math:`s = \eta/n`) for a record:
+
+.. math::
+
+    \|w\|^2 = \|w_0\|^2 + 2s\langle Xw_0, A\rangle + s^2 A^\top K A, \qquad
+    \langle w, \mu\rangle = \langle w_0, \mu\rangle + s\langle X\mu, A\rangle, \\
+    w^\top\Sigma w = \|\Sigma^{1/2} w_0\|^2 + 2s\langle X\Sigma w_0, A\rangle + s^2 A^\top K_\Sigma A,
+    \quad K_\Sigma = X\Sigma X^\top,
+
+the last two being the moments of the population accuracy
+:math:`\Phi(\langle w,\mu\rangle/\sqrt{w^\top\Sigma w})` (:func:`linsam.data.population_accuracy`).
+Since :math:`s K A = M - M_0` (the carried logits), :math:`s^2A^\top K A = s\langle A, M - M_0\rangle`
+needs no product; for isotropic data :math:`w^\top\Sigma w = \sigma^2\|w\|^2` (no second Gram
+matrix). Same trajectory as the generic backend up to float rounding (tested in float64).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from linsam._src import rules
+from linsam._src.data import _population_accuracy
+from linsam._src.engine.metrics import binary_metrics
+from linsam._src.engine.shard import shard_run_axis
+from linsam._src.models import row_norms
+
+FORMS = ("auto", "primal", "dual")
+PRECISIONS = (None, "default", "high", "highest")
+
+
+def kind(model, method_cls) -> str | None:
+    """``"gd"`` or ``"one_sam"`` when the model's closed form of ``method_cls`` is its GD or
+    1-SAM kernel and the model is linear with a margin shift (the linear backend applies);
+    None otherwise."""
+    forms = getattr(model, "closed_forms", None)
+    if not forms or getattr(model, "margin_shift", None) is None or getattr(model, "end_to_end", None) is None:
+        return None
+    kernel = forms.get(method_cls)
+    if kernel is None:
+        return None
+    if kernel is forms.get(rules.GD):
+        return "gd"
+    if kernel is forms.get(rules.OneSAM):
+        return "one_sam"
+    return None
+
+
+# ----------------------------------------------------------------------------- cost model
+
+
+def flops_per_step(n: int, d: int, R: int, record_every: int, form: str = "primal") -> float:
+    r"""Floating-point operations per step of one seed with ``R`` runs (multiply-add = 2).
+
+    primal: :math:`4ndR` (the two GEMMs) :math:`+ 2dR` (the update) :math:`+ 4dR/k` (norm and
+    accuracy moments at a record, amortised over ``k = record_every``).
+    dual: :math:`2n^2R` (:math:`K C`) :math:`+ 4nR` (updates of M and A) :math:`+ 2n^2R/k`
+    (:math:`K_\Sigma A` at a record; 0 for isotropic data, not counted here).
+    Element-wise work (:math:`\sigma`, masks; about :math:`10nR`) is not counted; the one-off
+    :math:`XW_0` and Gram matrices (:math:`4n^2d`) are not either.
+    """
+    k = record_every
+    if form == "primal":
+        return 4.0 * n * d * R + 2.0 * d * R + 4.0 * d * R / k
+    if form == "dual":
+        return 2.0 * n * n * R + 4.0 * n * R + 2.0 * n * n * R / k
+    raise ValueError(f"form must be 'primal' or 'dual', got {form!r}")
+
+
+def bytes_per_step(n: int, d: int, R: int, record_every: int, itemsize: int, form: str = "primal") -> float:
+    r"""Bytes that must cross the memory bus per step of one seed (streaming, no cache reuse).
+
+    primal: :math:`X` read twice, :math:`W` read twice and written once: :math:`(2nd + 3dR)\,s`.
+    dual: :math:`K` read once, :math:`M, A` read and written: :math:`(n^2 + 4nR)\,s`, plus
+    :math:`K, K_\Sigma` once more per record (:math:`2n^2 s/k`).
+    """
+    k, s = record_every, itemsize
+    if form == "primal":
+        return (2.0 * n * d + 3.0 * d * R) * s
+    if form == "dual":
+        return (1.0 * n * n + 4.0 * n * R + 2.0 * n * n / k) * s
+    raise ValueError(f"form must be 'primal' or 'dual', got {form!r}")
+
+
+def choose_form(n: int, d: int, R: int, record_every: int) -> str:
+    """``"dual"`` when its flop count per step (:func:`flops_per_step`) is lower, else ``"primal"``."""
+    return "dual" if flops_per_step(n, d, R, record_every, "dual") < flops_per_step(n, d, R, record_every) else "primal"
+
+
+def last_level_cache_bytes(default: int = 32 * 2**20) -> int:
+    """Size of the CPU's last-level cache (Linux sysfs), or ``default`` when unknown."""
+    best = (0, 0)
+    for idx in range(16):
+        base = f"/sys/devices/system/cpu/cpu0/cache/index{idx}/"
+        try:
+            with open(base + "level") as fh:
+                level = int(fh.read())
+            with open(base + "size") as fh:
+                txt = fh.read().strip().upper()
+        except (OSError, ValueError):
+            continue
+        mult = {"K": 2**10, "M": 2**20, "G": 2**30}.get(txt[-1:], 1)
+        try:
+            size = int(txt.rstrip("KMG")) * mult
+        except ValueError:
+            continue
+        best = max(best, (level, size))
+    return best[1] or default
+
+
+def auto_seed_block(S_local: int, n: int, d: int, itemsize: int, form: str, platform: str) -> int:
+    """Seeds per group inside one device.
+
+    On CPU, the largest group whose per-step working set (``X`` and its stored transpose,
+    ``2nd`` numbers, in the primal form; ``K``, ``n^2``, in the dual) fits in a quarter of the
+    last-level cache (which other processes share), at least 1, and dividing ``S_local``
+    (uneven groups would copy the data): the data then stay in cache for the whole trajectory.
+    On accelerators, every seed at once (parallelism first)."""
+    if platform != "cpu" or S_local <= 1:
+        return max(S_local, 1)
+    per = (2 * n * d if form == "primal" else n * n) * itemsize
+    fit = int(min(S_local, max(1, (last_level_cache_bytes() // 4) // max(per, 1))))
+    return max(b for b in range(1, fit + 1) if S_local % b == 0)
+
+
+# ----------------------------------------------------------------------------- one seed
+
+
+def _accuracy_from_moments(signal, var):
+    r""":func:`linsam.data.population_accuracy` from its two moments :math:`\langle w,\mu\rangle`
+    and :math:`w^\top\Sigma w`: the same function on the 2-d mixture :math:`\mu = e_1`,
+    :math:`\Sigma = e_2e_2^\top` at :math:`w = (\langle w,\mu\rangle, \sqrt{w^\top\Sigma w})`."""
+    dt = signal.dtype
+    w = jnp.stack([signal, jnp.sqrt(jnp.maximum(var, 0.0))], axis=-1)
+    return _population_accuracy(jnp.asarray([1.0, 0.0], dt), jnp.asarray([0.0, 1.0], dt), w)
+
+
+def _trajectory(X, XT, t, mask, w0, run_rho, pair_run, pair_rho, mu, scale, lr, *, model, form, sizes, keep_params,
+                isotropic):
+    r"""One seed, ``R`` runs: ``X`` ``(n, d)``, ``XT`` its stored transpose, ``w0`` ``(d,)``,
+    ``run_rho`` ``(R,)``; ``P`` recorded (run, radius) pairs ``pair_run``, ``pair_rho`` ``(P,)``.
+    Returns metrics name -> ``(P, T)`` and the weights at the records ``(R, T, d)`` or None."""
+    n = X.shape[0]
+    R = run_rho.shape[0]
+    s = lr / n
+    xn = row_norms(X)
+    xn_col = xn[:, None]
+    m0 = X @ w0
+    M0 = jnp.broadcast_to(m0[:, None], (n, R))
+
+    def coef(M):
+        z = t[:, None] * M
+        return t[:, None] * jax.nn.sigmoid(-z + model.margin_shift(z, xn_col, run_rho[None, :]))
+
+    def record(M, w_norm, acc):
+        z = t[:, None] * M[:, pair_run]  # (n, P)
+        z_sam = z - model.margin_shift(z, xn_col, pair_rho[None, :])  # the 1-SAM point (J' = J = ||x||)
+        per = jax.vmap(binary_metrics, in_axes=(1, None, 1, None, None, 0))(z, xn, z_sam, xn, mask, pair_rho)
+        per.update(test_acc=acc[pair_run], w_norm=w_norm[pair_run])
+        return per
+
+    if form == "primal":
+        W0 = jnp.broadcast_to(w0[:, None], (w0.shape[0], R))
+
+        def step(_, carry):
+            W, M = carry
+            W = W + s * (XT @ coef(M))
+            return W, X @ W
+
+        def block(carry, size):
+            W, M = lax.fori_loop(0, size, step, carry)
+            w_norm = jax.vmap(lambda w: model.norms(w, X)["w_norm"], in_axes=1)(W)
+            acc = _population_accuracy(mu, scale, W.T)
+            return (W, M), (record(M, w_norm, acc), W.T if keep_params else None)
+
+        _, (ms, Ws) = lax.scan(block, (W0, M0), sizes)
+    else:
+        K = X @ XT
+        scale2 = scale * scale
+        K2 = None if isotropic else (X * scale2) @ XT
+        xmu, xs2w0 = X @ mu, X @ (scale2 * w0)
+        w0_sq, w0_mu, w0_var = jnp.sum(w0 * w0), w0 @ mu, jnp.sum(scale2 * w0 * w0)
+
+        def step(_, carry):
+            M, A = carry
+            C = coef(M)
+            return M + s * (K @ C), A + C
+
+        def block(carry, size):
+            M, A = lax.fori_loop(0, size, step, carry)
+            # s K A = M - M0 (the carried logits): A^T K A costs no product
+            w_sq = w0_sq + 2.0 * s * (m0 @ A) + s * jnp.sum(A * (M - M0), axis=0)
+            signal = w0_mu + s * (xmu @ A)
+            if isotropic:  # Sigma = sigma^2 I: w^T Sigma w = sigma^2 ||w||^2
+                var = scale2[0] * w_sq
+            else:
+                var = w0_var + 2.0 * s * (xs2w0 @ A) + s * s * jnp.sum(A * (K2 @ A), axis=0)
+            acc = _accuracy_from_moments(signal, var)
+            W = (w0[:, None] + s * (XT @ A)).T if keep_params else None
+            return (M, A), (record(M, jnp.sqrt(jnp.maximum(w_sq, 0.0)), acc), W)
+
+        _, (ms, Ws) = lax.scan(block, (M0, jnp.zeros_like(M0)), sizes)
+    ms = {k: v.T for k, v in ms.items()}  # (T, P) -> (P, T)
+    return ms, (jnp.swapaxes(Ws, 0, 1) if keep_params else None)
+
+
+@functools.lru_cache(maxsize=64)
+def program(model, form: str, record_sizes: tuple, keep_params: bool, seed_block: int, precision, mesh,
+            isotropic: bool = False):
+    """The sweep over seeds (sharded over ``mesh``): ``fn(X, XT, t, mask, w0, run_rho, pair_run,
+    pair_rho, mu, scale, lr)``, seed axis leading on the first five; returns metrics
+    ``(S, P, T)`` and weights ``(S, R, T, d)`` (or None). ``isotropic``: every entry of
+    ``scale`` is the same (the dual form then needs no second Gram matrix)."""
+    sizes = jnp.asarray(np.asarray(record_sizes, np.int32))
+    traj = functools.partial(_trajectory, model=model, form=form, sizes=sizes, keep_params=keep_params,
+                             isotropic=isotropic)
+
+    def local(X, XT, t, mask, w0, run_rho, pair_run, pair_rho, mu, scale, lr):
+        one = lambda a: traj(*a, run_rho, pair_run, pair_rho, mu, scale, lr)  # noqa: E731
+        xs = (X, XT, t, mask, w0)
+        S = X.shape[0]
+        with jax.default_matmul_precision(precision):
+            if seed_block >= S:
+                return jax.vmap(one)(xs)
+            return lax.map(one, xs, batch_size=seed_block) if seed_block > 1 else lax.map(one, xs)
+
+    return shard_run_axis(local, in_axes=(0, 0, 0, 0, 0) + (None,) * 6, out_axes=0, mesh=mesh)
+
+
+transpose = jax.jit(lambda X: jnp.swapaxes(X, -1, -2))  # materialised: a jit output is row-major

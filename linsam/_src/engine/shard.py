@@ -1,0 +1,133 @@
+r"""Sharding the independent-runs axis of a sweep over every JAX device (``jax.shard_map``).
+
+A sweep's seeds are independent: each device runs the whole trajectories of a contiguous block
+of seeds with no communication, so the result equals a one-device run up to float rounding.
+On several hosts (``jax.distributed.initialize()`` first) the mesh spans every process's
+devices and :func:`to_host` gathers the outputs; see ``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, PartitionSpec
+
+
+def to_host(x):
+    """A (possibly multi-host) global array as one NumPy array on this host."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+def run_mesh(devices=None, axis_name: str = "runs") -> Mesh:
+    """A one-axis :class:`~jax.sharding.Mesh` over ``devices`` (default: all of
+    ``jax.devices()``, every process's devices on a multi-host setup)."""
+    devices = jax.devices() if devices is None else list(devices)
+    if len(devices) == 0:
+        raise ValueError("devices must hold at least one device")
+    return Mesh(np.asarray(devices, dtype=object), (axis_name,))
+
+
+def _is_axis(x):
+    return x is None or isinstance(x, (int, np.integer))
+
+
+def _spec(axis, name):
+    if axis is None:
+        return PartitionSpec()
+    return PartitionSpec(*([None] * int(axis) + [name]))
+
+
+def _broadcast_prefix(prefix, tree, what):
+    """Per-leaf axes of ``tree`` from a prefix tree of ints/None (like ``vmap``'s in_axes)."""
+    try:
+        return jax.tree_util.tree_map(
+            lambda ax, sub: jax.tree_util.tree_map(lambda _: ax, sub), prefix, tree, is_leaf=_is_axis
+        )
+    except ValueError as err:
+        raise ValueError(f"{what} must be an int, None, or a pytree prefix of the arguments: {err}") from None
+
+
+def shard_run_axis(fn: Callable, *, in_axes=0, out_axes=0, mesh: Mesh | None = None, devices=None) -> Callable:
+    r"""Run ``fn`` with one axis of its arguments split across devices (``jax.shard_map``).
+
+    ``fn`` must treat the entries of that axis independently (a ``vmap``-ed or
+    ``lax.map``-ed sweep over runs or seeds): each device calls ``fn`` on its contiguous
+    block of the axis, arguments with axis ``None`` are replicated, and the outputs are
+    concatenated along ``out_axes``. The axis is padded (by repeating its last entry) to a
+    multiple of the device count and the padding is cut from the outputs, so any length
+    works. No collective runs inside ``fn``: the result equals ``fn`` on one device up to
+    float rounding (a smaller batch may change a GEMM's summation order).
+
+    Args:
+      fn: ``fn(*args) -> pytree`` of arrays.
+      in_axes: int, None, or a tuple with one entry per positional argument (each an int,
+        None, or a pytree prefix of that argument): the split axis of each argument
+        (non-negative), None = replicate. Every split axis must have the same length.
+      out_axes: the same for the outputs (int, None or a pytree prefix of the output);
+        None marks outputs identical on every device (returned from one of them).
+      mesh: a one-axis :class:`~jax.sharding.Mesh` (default :func:`run_mesh` over
+        ``devices``).
+      devices: devices for the default mesh (default ``jax.devices()``).
+
+    Returns:
+      A jitted function with ``fn``'s signature (positional arguments only). Its outputs are
+      global :class:`jax.Array` s sharded along ``out_axes`` (on a multi-host setup, gather
+      them with ``jax.experimental.multihost_utils.process_allgather``).
+
+    >>> sweep = shard_run_axis(jax.vmap(run_one, in_axes=(None, 0)), in_axes=(None, 0))
+    >>> out = sweep(X, rhos)   # rhos split across jax.devices()  # doctest: +SKIP
+
+    :func:`linsam.simulate.simulate` shards the seed axis of both backends through this
+    function (every device runs whole trajectories of its seeds; no communication).
+    """
+    mesh = run_mesh(devices) if mesh is None else mesh
+    if len(mesh.axis_names) != 1:
+        raise ValueError(f"mesh must have exactly one axis, got axes {mesh.axis_names}")
+    name = mesh.axis_names[0]
+    num = mesh.devices.size
+
+    def call(*args):
+        ia = tuple(in_axes) if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
+        if len(ia) != len(args):
+            raise ValueError(f"in_axes has {len(ia)} entries for {len(args)} positional arguments")
+        leaf_axes = _broadcast_prefix(ia, args, "in_axes")
+        sizes = set()
+        for leaf, ax in zip(jax.tree_util.tree_leaves(args), jax.tree_util.tree_structure(args).flatten_up_to(leaf_axes)):
+            if ax is not None:
+                if not 0 <= ax < np.ndim(leaf):
+                    raise ValueError(f"in_axes entry {ax} is out of range for an argument of shape {np.shape(leaf)}")
+                sizes.add(np.shape(leaf)[ax])
+        if len(sizes) != 1:
+            raise ValueError(f"the split axes of the arguments must have one common length, got {sorted(sizes)}")
+        size = sizes.pop()
+        padded_size = -(-size // num) * num
+
+        def pad(x, ax):
+            if ax is None or padded_size == size:
+                return x
+            x = jnp.asarray(x)
+            last = lax.slice_in_dim(x, size - 1, size, axis=ax)
+            reps = [1] * x.ndim
+            reps[ax] = padded_size - size
+            return jnp.concatenate([x, jnp.tile(last, reps)], axis=ax)
+
+        padded = jax.tree_util.tree_map(pad, args, leaf_axes, is_leaf=lambda x: x is None)
+        in_specs = jax.tree_util.tree_map(lambda ax: _spec(ax, name), ia, is_leaf=_is_axis)
+        out_specs = jax.tree_util.tree_map(lambda ax: _spec(ax, name), out_axes, is_leaf=_is_axis)
+        out = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)(*padded)
+        if padded_size == size:
+            return out
+        oa = _broadcast_prefix(out_axes, out, "out_axes")
+        return jax.tree_util.tree_map(
+            lambda x, ax: x if ax is None else lax.slice_in_dim(x, 0, size, axis=ax), out, oa, is_leaf=lambda x: x is None
+        )
+
+    return jax.jit(call)

@@ -50,6 +50,7 @@ def tables(text):
     return out
 
 
+@pytest.mark.slow  # the whole tiny bench (~1 min of compilation); CI keeps the baseline and workload tests
 def test_tiny_report_written_atomically(tiny):
     res, out = tiny
     assert out.read_text() == res["text"]
@@ -57,6 +58,7 @@ def test_tiny_report_written_atomically(tiny):
     assert leftovers == [], f"temporary files left behind: {leftovers}"
 
 
+@pytest.mark.slow  # the whole tiny bench (~1 min of compilation); CI keeps the baseline and workload tests
 def test_report_sections_in_order(tiny):
     text = tiny[0]["text"]
     pos = [text.find(s) for s in SECTIONS]
@@ -65,6 +67,7 @@ def test_report_sections_in_order(tiny):
     assert "Tiny mode" in text
 
 
+@pytest.mark.slow  # the whole tiny bench (~1 min of compilation); CI keeps the baseline and workload tests
 def test_machine_is_described(tiny):
     text = tiny[0]["text"]
     for label in ("| CPU |", "| cores |", "| memory |", "| JAX |", "| JAX backend |", "load average", "at end",
@@ -72,6 +75,7 @@ def test_machine_is_described(tiny):
         assert label in text, label
 
 
+@pytest.mark.slow  # the whole tiny bench (~1 min of compilation); CI keeps the baseline and workload tests
 def test_tables_are_well_formed(tiny):
     tabs = tables(tiny[0]["text"])
     assert len(tabs) == len(SECTIONS) - 1  # every section but the formulas has one table
@@ -81,6 +85,7 @@ def test_tables_are_well_formed(tiny):
         assert len(tab) >= 2, f"empty table {tab[0]}"
 
 
+@pytest.mark.slow  # the whole tiny bench (~1 min of compilation); CI keeps the baseline and workload tests
 def test_targets_table(tiny):
     res = tiny[0]
     targets = next(t for t in tables(res["text"]) if t[0][0] == "target")
@@ -95,6 +100,7 @@ def test_targets_table(tiny):
         assert r[5] in ("yes", "**no**")
 
 
+@pytest.mark.slow  # the whole tiny bench (~1 min of compilation); CI keeps the baseline and workload tests
 def test_result_numbers_are_positive_and_finite(tiny):
     res = tiny[0]
     for dt in ("float64", "float32"):

@@ -57,7 +57,7 @@ def test_checked_mode_reports_an_overflowing_direction(getkey):
 # ----------------------------------------------------------------------------- overflow
 
 
-@pytest.mark.parametrize("dtype, scale", [(jnp.float64, 1e160), (jnp.float32, 1e20)])
+@pytest.mark.parametrize("dtype, scale", [(jnp.float64, 1e160), pytest.param(jnp.float32, 1e20, marks=pytest.mark.slow)])
 def test_dln_closed_forms_finite_for_huge_finite_inputs(dtype, scale, getkey):
     """||x||^2 overflows the dtype but the rules, J and the 1-SAM point stay finite (scaled norms)."""
     model, p, X, t = make_problem("dln", getkey(), 6, 4, 3, dtype=dtype)

@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "HOLDS", "FAILS", "NOT_RUN", "NOT_COMPARABLE", "VERDICTS", "ClaimSpec", "ClaimResult", "mean_ci", "fraction_ci",
-    "fmt_ci", "fmt_pct_ci", "bootstrap_ci", "ratio_of_means",
+    "HOLDS", "FAILS", "NOT_RUN", "NOT_COMPARABLE", "VERDICTS", "ClaimSpec", "ClaimResult", "fmt_ci", "fmt_pct_ci",
 ]
 
 HOLDS = "holds"

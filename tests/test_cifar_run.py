@@ -17,19 +17,9 @@ import pytest
 pytest.importorskip("flax")
 pytest.importorskip("optax")
 
-from test_cifar import synthetic, tiny_config  # noqa: E402
+from test_cifar import fast_compile, synthetic, tiny_config  # noqa: E402,F401  (fast_compile: autouse fixture)
 
 from linsam.cifar import train as T  # noqa: E402
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-    old = dict(T.COMPILER_OPTIONS)
-    T.COMPILER_OPTIONS.clear()
-    T.COMPILER_OPTIONS.update({"xla_backend_optimization_level": 0})
-    yield
-    T.COMPILER_OPTIONS.clear()
-    T.COMPILER_OPTIONS.update(old)
 
 
 def test_block_length_divides_the_epoch():

@@ -593,6 +593,12 @@ def population_accuracy(mixture: GaussianMixture, w: Array) -> Array:
 def _population_accuracy(mu, scale, w):
     signal = w @ mu.astype(w.dtype)
     var = jnp.sum((w * scale.astype(w.dtype)) ** 2, axis=-1)
+    return _accuracy_from_moments(signal, var)
+
+
+def _accuracy_from_moments(signal, var):
+    r""":math:`\Phi(\langle w,\mu\rangle/\sqrt{w^\top\Sigma w})` from its two moments; the sign of the
+    signal (1, 0 or 1/2) where the variance is 0."""
     safe = jnp.where(var > 0, var, 1.0)
     acc = ndtr(signal / jnp.sqrt(safe))
     degenerate = jnp.where(signal > 0, 1.0, jnp.where(signal < 0, 0.0, 0.5)).astype(acc.dtype)

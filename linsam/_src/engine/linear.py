@@ -45,7 +45,7 @@ import numpy as np
 from jax import lax
 
 from linsam._src import rules
-from linsam._src.data import _population_accuracy
+from linsam._src.data import _accuracy_from_moments, _population_accuracy
 from linsam._src.engine.metrics import binary_metrics
 from linsam._src.engine.shard import shard_run_axis
 from linsam._src.models import row_norms
@@ -149,15 +149,6 @@ def auto_seed_block(S_local: int, n: int, d: int, itemsize: int, form: str, plat
 
 
 # ----------------------------------------------------------------------------- one seed
-
-
-def _accuracy_from_moments(signal, var):
-    r""":func:`linsam.data.population_accuracy` from its two moments :math:`\langle w,\mu\rangle`
-    and :math:`w^\top\Sigma w`: the same function on the 2-d mixture :math:`\mu = e_1`,
-    :math:`\Sigma = e_2e_2^\top` at :math:`w = (\langle w,\mu\rangle, \sqrt{w^\top\Sigma w})`."""
-    dt = signal.dtype
-    w = jnp.stack([signal, jnp.sqrt(jnp.maximum(var, 0.0))], axis=-1)
-    return _population_accuracy(jnp.asarray([1.0, 0.0], dt), jnp.asarray([0.0, 1.0], dt), w)
 
 
 def _trajectory(X, XT, t, mask, w0, run_rho, pair_run, pair_rho, mu, scale, lr, *, model, form, sizes, keep_params,

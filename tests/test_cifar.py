@@ -79,7 +79,7 @@ METRIC_KEYS = ("test_acc", "test_loss", "train_acc", "train_loss", "train_acc_cl
 
 @pytest.mark.parametrize(
     "method,norm",
-    [("gd", "layer"), ("nsam", "batch"), ("one_sam", "layer"), ("lsam", "group"), ("jsam", "layer"),
+    [("gd", "layer"), ("nsam", "batch"), ("one_sam", "layer"), pytest.param("lsam", "group", marks=pytest.mark.slow), ("jsam", "layer"),
      # the two regularisers share J-SAM's per-example path (jreg) and GD's (jreg_fixed): full matrix with -m slow
      pytest.param("jreg", "layer", marks=pytest.mark.slow), pytest.param("jreg_fixed", "layer", marks=pytest.mark.slow)],
 )

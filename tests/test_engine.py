@@ -138,6 +138,50 @@ def test_seed_axis_sharded_over_four_devices_equals_one_device(tmp_path):
     assert "OK" in out.stdout
 
 
+_CORES_SCRIPT = textwrap.dedent("""
+    import sys
+    from linsam._src.engine.shard import use_cpu_cores
+    set_to = use_cpu_cores({arg})
+    import jax
+    jax.devices()
+    again = use_cpu_cores(3)  # JAX has started: no effect
+    print(set_to, jax.device_count(), again)
+""")
+
+
+@pytest.mark.parametrize("arg, env, expect", [
+    ("2", {}, "2 2 None"),
+    ("None", {"LINSAM_CPU_DEVICES": "3"}, "3 3 None"),
+    ("2", {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}, "None 1 None"),  # the user's choice wins
+])
+def test_use_cpu_cores_exposes_one_cpu_device_per_core_unless_chosen(arg, env, expect):
+    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "LINSAM_CPU_DEVICES")}
+    out = subprocess.run([sys.executable, "-c", _CORES_SCRIPT.format(arg=arg)], env=dict(base, JAX_PLATFORMS="cpu", **env),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == expect.split()
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_use_cpu_cores_refuses_a_bad_count(bad, monkeypatch):
+    from linsam._src.engine.shard import use_cpu_cores
+
+    monkeypatch.delenv("JAX_NUM_CPU_DEVICES", raising=False)
+    monkeypatch.setenv("XLA_FLAGS", "")
+    with pytest.raises(ValueError, match="count .CPU devices. must be a positive integer"):
+        use_cpu_cores(bad)
+
+
+def test_record_gaps_group_into_static_segments():
+    from linsam._src.engine.linear import segments
+
+    sizes = tuple(int(x) for x in np.diff(sim.record_steps(TINY), prepend=0))
+    segs = segments(sizes)
+    assert sum(k * c for k, c in segs) == TINY.steps and sum(c for _, c in segs) == len(sizes)
+    assert all(a[0] != b[0] for a, b in zip(segs, segs[1:]))  # maximal runs
+    assert segments((0, 1, 1, 10, 10, 10, 4)) == ((0, 1), (1, 2), (10, 3), (4, 1))
+
+
 # ----------------------------------------------------------------------------- refused before work
 
 

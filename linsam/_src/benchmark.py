@@ -348,16 +348,20 @@ def numpy_simulate(config) -> tuple[dict, list]:
 # ----------------------------------------------------------------------------- measurements
 
 
-def _simulate_timed(config, **kw):
-    """(cold seconds: compile + run, warm seconds: the same call again, result)."""
+def _simulate_timed(config, reps: int = 1, **kw):
+    """(cold seconds: compile + run, warm seconds: the median of ``reps`` further identical
+    calls, result)."""
     from linsam import simulate as sim
 
     t0 = time.perf_counter()
     sim.simulate(config, **kw)
     cold = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    res = sim.simulate(config, **kw)
-    return cold, time.perf_counter() - t0, res
+    warm = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        res = sim.simulate(config, **kw)
+        warm.append(time.perf_counter() - t0)
+    return cold, float(np.median(warm)), res
 
 
 def measure_limits(cfg: BenchConfig) -> dict:
@@ -383,7 +387,7 @@ def measure_default(cfg: BenchConfig) -> dict:
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     rows = []
     for form in ("auto", "primal"):
-        cold, warm, res = _simulate_timed(config, form=form)
+        cold, warm, res = _simulate_timed(config, reps=3, form=form)
         n, d = config.n, config.data.d
         runs = 1 + len(config.rhos)  # per seed: GD once, 1-SAM per rho
         used = form if form != "auto" else linear.choose_form(n, d, runs, config.record_every)
@@ -571,8 +575,9 @@ def render(res: dict) -> str:
         f"{c.num_seeds} seeds: {dflt['metrics']} metrics at {dflt['records']} record steps (every step to "
         f"{c.record_dense}, then every {c.record_every}). GD trains once per seed (its rho-dependent metrics are "
         f"evaluated at each rho), 1-SAM once per rho: {c.num_seeds * (1 + len(c.rhos))} runs. *cold* = the first "
-        "call (compilation included), *warm* = the same call again (the compiled programs reused: what every "
-        "further sweep of these shapes costs).")
+        "call (compilation included), *warm* = the median of 3 further identical calls (the compiled programs "
+        "reused: what every further sweep of these shapes costs). JAX devices: one CPU device per core "
+        "(`use_cpu_cores`, as the command line runs), seeds split over them.")
     add("")
     add("| form | backend | cold: compile + run (s) | warm run (s) | NumPy loop (s) | speedup warm | speedup cold |")
     add("|---|---|---|---|---|---|---|")
@@ -698,6 +703,9 @@ def main_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from linsam._src.engine.shard import use_cpu_cores
+
+    use_cpu_cores()  # as the command line does: one CPU device per core
     p = argparse.ArgumentParser(prog="python -m bench", description="linsam performance benchmark (see docs/performance.md)")
     add_arguments(p)
     return main_from_args(p.parse_args(argv))

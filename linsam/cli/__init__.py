@@ -175,12 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that run the sweep engine (they get one CPU device per core).
+ENGINE_COMMANDS = frozenset({"simulate", "reproduce", "regimes", "demo", "figures", "check", "bench"})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
+    if args.command in ENGINE_COMMANDS:
+        from linsam._src.engine.shard import use_cpu_cores
+
+        use_cpu_cores()  # seeds in parallel, one CPU device per core (no-op once JAX has started)
     try:
         return int(args.func(args) or 0)
     except UsageError as err:

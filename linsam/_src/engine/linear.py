@@ -14,7 +14,9 @@ The ``R`` runs of one seed share its data, so a step is two GEMMs on :math:`W \i
 R^{d\times R}` (**primal** form, :math:`4ndR` flops), or, since every update lies in the row
 space of :math:`X`, the logits follow :math:`M \leftarrow M + \frac{\eta}{n} K C` with the Gram
 matrix :math:`K = XX^\top` computed once (**dual** form, :math:`2n^2R` flops, ``A = \sum_k C_k``
-carried). ``form="auto"`` picks the form with fewer flops (:func:`flops_per_step`).
+carried). ``form="auto"`` picks the form with fewer flops (:func:`flops_per_step`). The dual
+form carries :math:`M^\top` (runs by examples) and forms :math:`C^\top K`: ``K`` is symmetric
+and streams row by row (about 20% faster on CPU than :math:`K C`, measured by the bench).
 
 **Metrics in closed form from what the step has.** The logits :math:`M` are carried, so the
 margins are free; the 1-SAM point of example i is :math:`z'_i = z_i - C_i` with
@@ -151,11 +153,50 @@ def auto_seed_block(S_local: int, n: int, d: int, itemsize: int, form: str, plat
 # ----------------------------------------------------------------------------- one seed
 
 
+def segments(sizes: tuple) -> tuple:
+    """Runs of equal gaps between records: ``(size, count)`` pairs (static shapes of the loops)."""
+    out = []
+    for k in sizes:
+        if out and out[-1][0] == k:
+            out[-1][1] += 1
+        else:
+            out.append([int(k), 1])
+    return tuple((k, c) for k, c in out)
+
+
+#: Steps unrolled per loop iteration (fewer loop-carried round trips; measured by the bench).
+UNROLL = 5
+
+
+def _advance(step, carry, size):
+    """``size`` (static) steps: a scan unrolled :data:`UNROLL` times (no traced trip count)."""
+    if size == 0:
+        return carry
+    if size == 1:
+        return step(carry)
+    carry, _ = lax.scan(lambda c, _: (step(c), None), carry, None, length=size, unroll=min(UNROLL, size))
+    return carry
+
+
+def _scan_records(block, carry, sizes):
+    """Apply ``block(carry, size) -> (carry, out)`` at every record gap of the static ``sizes``:
+    one scan per run of equal gaps; outputs stacked along a leading record axis ``T``."""
+    outs = []
+    for size, count in segments(sizes):
+        carry, out = lax.scan(lambda c, _, k=size: block(c, k), carry, None, length=count)
+        outs.append(out)
+    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *outs)
+
+
 def _trajectory(X, XT, t, mask, w0, run_rho, pair_run, pair_rho, mu, scale, lr, *, model, form, sizes, keep_params,
                 isotropic):
     r"""One seed, ``R`` runs: ``X`` ``(n, d)``, ``XT`` its stored transpose, ``w0`` ``(d,)``,
     ``run_rho`` ``(R,)``; ``P`` recorded (run, radius) pairs ``pair_run``, ``pair_rho`` ``(P,)``.
-    Returns metrics name -> ``(P, T)`` and the weights at the records ``(R, T, d)`` or None."""
+    Returns metrics name -> ``(P, T)`` and the weights at the records ``(R, T, d)`` or None.
+
+    The loop carries only the state; a record keeps the logits ``M`` and three scalars per run
+    (``||w||^2`` and the accuracy moments), and the per-example metrics of every record are
+    computed after the loop in one vectorised pass (no per-record kernel launches)."""
     n = X.shape[0]
     R = run_rho.shape[0]
     s = lr / n
@@ -168,28 +209,21 @@ def _trajectory(X, XT, t, mask, w0, run_rho, pair_run, pair_rho, mu, scale, lr, 
         z = t[:, None] * M
         return t[:, None] * jax.nn.sigmoid(-z + model.margin_shift(z, xn_col, run_rho[None, :]))
 
-    def record(M, w_norm, acc):
-        z = t[:, None] * M[:, pair_run]  # (n, P)
-        z_sam = z - model.margin_shift(z, xn_col, pair_rho[None, :])  # the 1-SAM point (J' = J = ||x||)
-        per = jax.vmap(binary_metrics, in_axes=(1, None, 1, None, None, 0))(z, xn, z_sam, xn, mask, pair_rho)
-        per.update(test_acc=acc[pair_run], w_norm=w_norm[pair_run])
-        return per
-
     if form == "primal":
         W0 = jnp.broadcast_to(w0[:, None], (w0.shape[0], R))
 
-        def step(_, carry):
+        def step(carry):
             W, M = carry
             W = W + s * (XT @ coef(M))
             return W, X @ W
 
         def block(carry, size):
-            W, M = lax.fori_loop(0, size, step, carry)
+            W, M = _advance(step, carry, size)
             w_norm = jax.vmap(lambda w: model.norms(w, X)["w_norm"], in_axes=1)(W)
             acc = _population_accuracy(mu, scale, W.T)
-            return (W, M), (record(M, w_norm, acc), W.T if keep_params else None)
+            return (W, M), (M, w_norm, acc, W.T if keep_params else None)
 
-        _, (ms, Ws) = lax.scan(block, (W0, M0), sizes)
+        Ms, w_norm, acc, Ws = _scan_records(block, (W0, M0), sizes)
     else:
         K = X @ XT
         scale2 = scale * scale
@@ -197,13 +231,15 @@ def _trajectory(X, XT, t, mask, w0, run_rho, pair_run, pair_rho, mu, scale, lr, 
         xmu, xs2w0 = X @ mu, X @ (scale2 * w0)
         w0_sq, w0_mu, w0_var = jnp.sum(w0 * w0), w0 @ mu, jnp.sum(scale2 * w0 * w0)
 
-        def step(_, carry):
-            M, A = carry
-            C = coef(M)
-            return M + s * (K @ C), A + C
+        def step(carry):  # rows: runs (R, n), so K (symmetric) streams row by row
+            MT, AT = carry
+            z = t * MT
+            CT = t * jax.nn.sigmoid(-z + model.margin_shift(z, xn, run_rho[:, None]))
+            return MT + s * (CT @ K), AT + CT
 
         def block(carry, size):
-            M, A = lax.fori_loop(0, size, step, carry)
+            MT, AT = _advance(step, carry, size)
+            M, A = MT.T, AT.T
             # s K A = M - M0 (the carried logits): A^T K A costs no product
             w_sq = w0_sq + 2.0 * s * (m0 @ A) + s * jnp.sum(A * (M - M0), axis=0)
             signal = w0_mu + s * (xmu @ A)
@@ -213,9 +249,16 @@ def _trajectory(X, XT, t, mask, w0, run_rho, pair_run, pair_rho, mu, scale, lr, 
                 var = w0_var + 2.0 * s * (xs2w0 @ A) + s * s * jnp.sum(A * (K2 @ A), axis=0)
             acc = _accuracy_from_moments(signal, var)
             W = (w0[:, None] + s * (XT @ A)).T if keep_params else None
-            return (M, A), (record(M, jnp.sqrt(jnp.maximum(w_sq, 0.0)), acc), W)
+            return (MT, AT), (M, jnp.sqrt(jnp.maximum(w_sq, 0.0)), acc, W)
 
-        _, (ms, Ws) = lax.scan(block, (M0, jnp.zeros_like(M0)), sizes)
+        Ms, w_norm, acc, Ws = _scan_records(block, (M0.T, jnp.zeros_like(M0.T)), sizes)
+
+    # every record at once: Ms (T, n, R) -> margins of the recorded pairs (T, n, P)
+    z = t[None, :, None] * Ms[:, :, pair_run]
+    z_sam = z - model.margin_shift(z, xn_col, pair_rho[None, :])  # the 1-SAM point (J' = J = ||x||)
+    per_pair = jax.vmap(binary_metrics, in_axes=(1, None, 1, None, None, 0))  # over P
+    ms = jax.vmap(per_pair, in_axes=(0, None, 0, None, None, None))(z, xn, z_sam, xn, mask, pair_rho)  # (T, P)
+    ms.update(test_acc=acc[:, pair_run], w_norm=w_norm[:, pair_run])
     ms = {k: v.T for k, v in ms.items()}  # (T, P) -> (P, T)
     return ms, (jnp.swapaxes(Ws, 0, 1) if keep_params else None)
 
@@ -227,8 +270,7 @@ def program(model, form: str, record_sizes: tuple, keep_params: bool, seed_block
     pair_rho, mu, scale, lr)``, seed axis leading on the first five; returns metrics
     ``(S, P, T)`` and weights ``(S, R, T, d)`` (or None). ``isotropic``: every entry of
     ``scale`` is the same (the dual form then needs no second Gram matrix)."""
-    sizes = jnp.asarray(np.asarray(record_sizes, np.int32))
-    traj = functools.partial(_trajectory, model=model, form=form, sizes=sizes, keep_params=keep_params,
+    traj = functools.partial(_trajectory, model=model, form=form, sizes=tuple(record_sizes), keep_params=keep_params,
                              isotropic=isotropic)
 
     def local(X, XT, t, mask, w0, run_rho, pair_run, pair_rho, mu, scale, lr):

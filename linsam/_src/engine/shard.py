@@ -4,17 +4,64 @@ A sweep's seeds are independent: each device runs the whole trajectories of a co
 of seeds with no communication, so the result equals a one-device run up to float rounding.
 On several hosts (``jax.distributed.initialize()`` first) the mesh spans every process's
 devices and :func:`to_host` gathers the outputs; see ``docs/performance.md``.
+
+**One CPU device per core.** XLA gives a CPU host one device whose operations are split over
+the cores; a sweep step (a 500 x 500 by 500 x 3 product) is too small for that split to pay,
+so the command line (:func:`use_cpu_cores`) exposes one CPU device per usable core before JAX
+starts, and seeds then run in parallel, one block per core.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 from jax.sharding import Mesh, PartitionSpec
+
+#: Environment variable overriding :func:`use_cpu_cores`'s device count (1: one CPU device).
+CPU_DEVICES_ENV = "LINSAM_CPU_DEVICES"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity; ``os.cpu_count()`` where unknown)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def use_cpu_cores(count: int | None = None) -> int | None:
+    """Expose ``count`` CPU devices (default: ``$LINSAM_CPU_DEVICES``, else every usable core)
+    so that :func:`shard_run_axis` runs seed blocks on the cores in parallel.
+
+    Must run before JAX starts its backends; does nothing (returns None) once they have
+    started, or where the user already chose a count (``JAX_NUM_CPU_DEVICES``, or
+    ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``). Returns the count set.
+    Only the CPU platform is affected: on a GPU host the GPU stays the default device."""
+    if "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    if count is None:
+        env = os.environ.get(CPU_DEVICES_ENV, "").strip()
+        if env:
+            try:
+                count = int(env)
+            except ValueError:
+                raise ValueError(f"{CPU_DEVICES_ENV} must be a positive integer, got {env!r}") from None
+        else:
+            count = usable_cores()
+    if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"count (CPU devices) must be a positive integer, got {count!r}")
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        return None
+    jax.config.update("jax_num_cpu_devices", int(count))
+    return int(count)
 
 
 def to_host(x):

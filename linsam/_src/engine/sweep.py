@@ -236,7 +236,9 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
       backend: ``"auto"`` (per method: linear where it applies, else scan), ``"linear"``
         (refused where it does not apply) or ``"scan"`` (the generic backend for everything).
       form: the linear backend's form: ``"auto"`` (fewer flops), ``"primal"`` or ``"dual"``.
-      devices: devices to shard the seeds over (default: all of ``jax.devices()``).
+      devices: devices to shard the seeds over (default: all of ``jax.devices()``, at most one
+        per seed of a chunk; the command line exposes one CPU device per core,
+        :func:`linsam._src.engine.shard.use_cpu_cores`).
       precision: matmul precision of the linear backend (``"highest"``: true float32 products
         also on GPUs/TPUs whose default is TF32/bfloat16; no effect on CPU).
       seed_block: linear backend: seeds vmapped together inside one device (default:
@@ -263,10 +265,12 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
                              "model, full batch, and a closed form that reweights examples); use backend='auto'")
     elif backend == "scan":
         backends = {m: "scan" for m in config.methods}
-    mesh = run_mesh(devices)
-    mixture = _mixture(config)
     seeds = config.seeds
     chunk = config.seed_chunk or len(seeds)
+    if devices is None and jax.process_count() == 1:  # no device repeats a padded seed's work
+        devices = jax.devices()[: max(1, min(chunk, jax.device_count()))]
+    mesh = run_mesh(devices)
+    mixture = _mixture(config)
     chunks = [seeds[i : i + chunk] for i in range(0, len(seeds), chunk)]
     if progress is None:
         progress = len(chunks) > 1

@@ -10,6 +10,9 @@ import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+# Start the backend now, with its one CPU device: a command-line test run in-process (whose
+# use_cpu_cores() would otherwise expose one device per core) then changes nothing for later tests.
+jax.devices()
 
 SEED = int(os.environ.get("LINSAM_TEST_SEED", "0"))
 

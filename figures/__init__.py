@@ -1,4 +1,4 @@
-r"""Figures F1..F7, F9: analytic predictions (lines) over measurements (markers), mean with a band over seeds.
+r"""Figures F1..F9: analytic predictions (lines) over measurements (markers), mean with a band over seeds.
 
 One module per figure. Each has ``ID``, ``TITLE``, ``compute(ctx, cfg) -> dict`` (the numbers,
 from library functions: :mod:`linsam.logreg`, :mod:`linsam.simulate` sweeps through the shared
@@ -15,6 +15,7 @@ F4    linear: clean and noisy train accuracy vs step (the paper's Figure 1 readi
 F5    DLN: test accuracy vs step for SGD, 1-SAM, L-SAM, J-SAM, J-reg
 F6    DLN: ||v||, mean ||Wx|| and the Prop. 4.1 penalty vs step
 F7    1-SAM's peak-accuracy gain over GD for random and structured noise, with CIs
+F8    each regime's early-stopped peak of GD, 1-SAM and every control, with CIs
 F9    the a-priori (DMFT) prediction's error against n at fixed d/n
 ====  ==========================================================================
 
@@ -46,6 +47,7 @@ FIGURES = {
     "F5": "f5_dln_accuracy",
     "F6": "f6_dln_norms",
     "F7": "f7_noise_types",
+    "F8": "f8_controls",
     "F9": "f9_prediction_error",
 }
 

@@ -13,6 +13,7 @@ from linsam._src.data import (
     MulticlassMixture,
     NoiseSpec,
     NoisyLabels,
+    XorMixture,
     anisotropic_mixture,
     binary_class_conditional_noise,
     binary_symmetric_noise,
@@ -34,6 +35,7 @@ from linsam._src.data import (
     subgroup_noise,
     symmetric_noise,
     transition_noise,
+    xor_mixture,
 )
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "MulticlassMixture",
     "NoiseSpec",
     "NoisyLabels",
+    "XorMixture",
     "anisotropic_mixture",
     "binary_class_conditional_noise",
     "binary_symmetric_noise",
@@ -67,4 +70,5 @@ __all__ = [
     "subgroup_noise",
     "symmetric_noise",
     "transition_noise",
+    "xor_mixture",
 ]

@@ -1,12 +1,14 @@
 """Public API of ``linsam.rules``: the SAM family as values, one dispatch (code in ``linsam._src.rules``).
 
 ``GD()``, ``NSAM(rho)``, ``OneSAM(rho)``, ``LSAM(rho)``, ``JSAM(rho)``, ``JReg(rho)``,
-``JRegFixed(lam_last, lam_act)``; ``method.direction(model, params, X, t)`` (hot path),
+``JRegFixed(lam_last, lam_act)``, and the controls ``LinearLoss()``, ``ShiftedLoss(shift)``,
+``LargeStep(lr_mult)``, ``WeightDecay(decay)``; ``method.direction(model, params, X, t)`` (hot path),
 ``direction(method, model, params, X, t)`` (validated entry), ``method(name, **hyper)`` (the
 edge), ``checked(fn)`` (opt-in traced checks).
 """
 
 from linsam._src.rules import (  # noqa: F401
+    CONTROLS,
     GD,
     JSAM,
     LSAM,
@@ -16,8 +18,12 @@ from linsam._src.rules import (  # noqa: F401
     SAM_METHODS,
     JReg,
     JRegFixed,
+    LargeStep,
+    LinearLoss,
     Method,
     OneSAM,
+    ShiftedLoss,
+    WeightDecay,
     batch_logits,
     batch_loss,
     binary_logistic_loss,
@@ -29,6 +35,8 @@ from linsam._src.rules import (  # noqa: F401
     jreg,
     jreg_fixed,
     jsam,
+    linear_loss,
+    linear_loss_from_logits,
     lsam,
     method,
     nsam,
@@ -37,6 +45,8 @@ from linsam._src.rules import (  # noqa: F401
     perturbation,
     safe_norm,
     safe_normalize,
+    shifted_logits,
+    shifted_loss,
     softmax_cross_entropy,
     tree_add,
     tree_scale,

@@ -17,6 +17,7 @@ from linsam._src.simulate import (  # noqa: F401
     Trajectory,
     backend_of,
     estimate_memory,
+    held_out_sample,
     initial_params,
     load_config,
     mean_classifier_accuracy,
@@ -27,6 +28,7 @@ from linsam._src.simulate import (  # noqa: F401
     simulate,
     training_data,
     training_sets,
+    uses_test_sample,
 )
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "Trajectory",
     "backend_of",
     "estimate_memory",
+    "held_out_sample",
     "initial_params",
     "load_config",
     "mean_classifier_accuracy",
@@ -50,4 +53,5 @@ __all__ = [
     "simulate",
     "training_data",
     "training_sets",
+    "uses_test_sample",
 ]

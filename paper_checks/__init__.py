@@ -1,4 +1,4 @@
-r"""Every claim of "Why is SAM Robust to Label Noise?" as an executable check (C1..C9).
+r"""Every claim of "Why is SAM Robust to Label Noise?" as an executable check (C1..C10).
 
 One module per claim. Each has ``SPEC`` (a :class:`ClaimSpec`: the claim, where in the paper,
 what is expected, whether it must hold), ``measure(ctx, cfg) -> dict`` (runs the experiment;
@@ -16,10 +16,13 @@ C3     clean/noisy gradient-norm ratio decays slower for larger rho   yes (docum
 C4     1-SAM's early-stopped accuracy beats GD's (linear)             yes (documented regime)
 C5     DLN: J-SAM recovers most of 1-SAM's gain, L-SAM less           no (deep-net claim)
 C6     DLN: 1-SAM and J-SAM reduce ||v|| and ||Wx||                   yes (documented regime)
+C6-MLP ReLU MLP: the same norm claim at 1-SAM's rho*                 no (transfer)
 C7     DLN: the Prop. 4.1 regulariser recovers a fraction             no (measured number)
 C8     CIFAR-10: +17 points (needs the GPU module's results)          no ("not run here")
 C9     a-priori theory (DMFT) predicts 1-SAM's early-stopped gain     no (measured error)
        over GD before any simulation (inside C4's paired 95% CI)
+C10    1-SAM's peak beats the best control (tuned like rho*),         no (linsam's question)
+       per regime
 =====  =============================================================  =========
 
 >>> import paper_checks
@@ -47,14 +50,16 @@ CLAIMS = {
     "C4": "c4_early_stopped",
     "C5": "c5_dln_jacobian",
     "C6": "c6_dln_norms",
+    "C6-MLP": "c6_mlp_norms",
     "C7": "c7_jreg",
     "C8": "c8_cifar",
     "C9": "c9_prediction",
+    "C10": "c10_controls",
 }
 
 
 def module(claim_id: str):
-    """The module of claim ``claim_id`` ("C1".."C9", case-insensitive)."""
+    """The module of claim ``claim_id`` ("C1".."C10", case-insensitive)."""
     key = claim_id.strip().upper()
     if key not in CLAIMS:
         raise ValueError(f"unknown claim {claim_id!r}; choose from {', '.join(CLAIMS)}")

@@ -5,7 +5,9 @@ Two regularisers, both from Proposition 4.1:
 - ``jreg``: SGD + the gradient of :math:`\rho\,\mathrm{sg}(\sigma(-tf))\,J` (per-example,
   loss-weighted). For the DLN this equals J-SAM *exactly*; its gain is reported as a check of
   that identity along whole trajectories.
-- ``jreg_fixed`` (the paper's "cheaper regulariser"): SGD + the gradient of
+- ``jreg_fixed``, a fixed-coefficient regulariser derived from Proposition 4.1 (the paper
+  also tests a cheaper regulariser, whose exact form and coefficients are not known to us;
+  this is linsam's own): SGD + the gradient of
   :math:`\frac{\lambda_{\rm last}}2\|v\|^2 + \frac{\lambda_{\rm act}}{2}\mathrm{mean}_i\|Wx_i\|^2`
   with the Proposition 4.1 coefficients frozen at initialisation
   (:func:`reproduction.context.prop41_coefficients`; the numbers are in the sweep config).

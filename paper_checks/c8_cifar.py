@@ -19,6 +19,11 @@ Verdicts besides holds/fails:
 - a file that was named but is missing or cannot be read (not a file, no permission, not
   UTF-8, not JSON, not a results object): an error, never a verdict on the claim. The result
   says ``error: ...`` and is marked must-hold, so ``linsam check``/``reproduce`` exit 1;
+- no ``--cifar-results``: C8 still reports the CPU proxy shipped with the repository
+  (:data:`CPU_PROXY_RESULTS`, ``results/cifar_cpu/results.json``: ``linsam cifar --preset cpu``,
+  an MLP on 10,000 images, three seeds, peak accuracies with paired 95% intervals) beside
+  "ResNet-18: not run here"; the verdict on the paper's claim stays "not run here" (the proxy
+  is another network in another setting);
 - a run in another setting than the paper's (:data:`PAPER_SETTING`: 30% symmetric noise,
   all 50,000 training images, ResNet-18 at width 64, batch 128, lr 0.01, weight decay 5e-4,
   rho 0.01, 200 epochs, every run completed; or methods run in different settings): "not
@@ -31,6 +36,8 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+
+import numpy as np
 
 from reproduction._result import FAILS, HOLDS, NOT_COMPARABLE, NOT_RUN, ClaimResult, ClaimSpec
 
@@ -53,10 +60,13 @@ BASE, SAM = "gd", "one_sam"
 #: The paper's setting (Sec. 4, per a secondary source): config field -> value. A results file
 #: whose gd (SGD) or one_sam run differs in any recorded field is "not comparable". Fields the file
 #: does not record are not judged (older or hand-made files).
-PAPER_SETTING = {"noise_kind": "symmetric", "noise_rate": 0.3, "depth": 18, "width": 64, "batch_size": 128,
+PAPER_SETTING = {"arch": "resnet", "noise_kind": "symmetric", "noise_rate": 0.3, "depth": 18, "width": 64, "batch_size": 128,
                  "lr": 0.01, "weight_decay": 5e-4, "rho": 0.01, "epochs": 200}
 #: Training images of the full CIFAR-10 training set.
 PAPER_N_TRAIN = 50000
+#: The CPU proxy run shipped with the repository (``linsam cifar --preset cpu --out results/cifar_cpu``),
+#: reported when no ``--cifar-results`` file is given.
+CPU_PROXY_RESULTS = Path(__file__).resolve().parents[1] / "results" / "cifar_cpu" / "results.json"
 
 
 def read_results_file(path) -> dict:
@@ -81,15 +91,69 @@ def read_results_file(path) -> dict:
     return data
 
 
+def _pct(v) -> str:
+    return f"{100 * v:.1f}"
+
+
+def proxy_summary(data: dict, source: str = "") -> str | None:
+    """One line for a several-seed results file (schema ``...+seeds``, e.g. the CPU proxy):
+    per method the mean peak test accuracy with its 95% interval over seeds and the paired
+    gain over SGD with its interval. None when ``data`` is not such a file."""
+    if not str(data.get("schema", "")).endswith("+seeds") or not isinstance(data.get("methods"), dict):
+        return None
+    ms = data["methods"]
+    parts = []
+    for name, r in ms.items():
+        ci, g = r.get("peak_test_acc_ci") or {}, r.get("gain_over_gd")
+        if _num(ci.get("mean")) is None:
+            continue
+        text = f"{NAMES.get(name, name)} {_pct(ci['mean'])}% [{_pct(ci['lo'])}, {_pct(ci['hi'])}]"
+        if g and _num(g.get("mean")) is not None:
+            text += f" (vs SGD {100 * g['mean']:+.1f} pp [{100 * g['lo']:+.1f}, {100 * g['hi']:+.1f}])"
+        parts.append(text)
+    first = next(iter(ms.values()), {})
+    conf, info, model = first.get("config") or {}, first.get("data") or {}, first.get("model") or {}
+    n_seeds = len(data.get("seeds_run") or data.get("seeds") or [])
+    gd = ms.get(BASE) or {}
+    sgd_fell = ""
+    if gd.get("seeds"):
+        drops = [s["peak_test_acc"] - s["final_test_acc"] for s in gd["seeds"].values()
+                 if _num(s.get("peak_test_acc")) is not None and _num(s.get("final_test_acc")) is not None]
+        if drops:
+            sgd_fell = f"; SGD's test accuracy falls {_pct(float(np.mean(drops)))} pp from its peak by the last epoch"
+    return (f"CPU proxy ({model.get('arch', conf.get('arch'))} on {info.get('n_train')} CIFAR-10 images, "
+            f"{conf.get('noise_kind')} noise {conf.get('noise_rate')}, {conf.get('epochs')} epochs, rho "
+            f"{conf.get('rho')}, {n_seeds} seeds; not ResNet-18, not the paper's setting; {source}): peak test "
+            f"accuracy, mean [95% CI over seeds]: {'; '.join(parts)}{sgd_fell}")
+
+
 def measure(ctx, cfg: dict) -> dict:
     path = ctx.cifar_results
     if path is None:
-        return dict(available=False, reason="no --cifar-results FILE given (the ResNet-18 runs need a GPU: "
-                                            "`linsam cifar`)")
+        out = dict(available=False, reason="ResNet-18: not run here (no --cifar-results FILE given; the ResNet-18 "
+                                            "runs need a GPU: `linsam cifar`)")
+        proxy = cfg.get("cpu_proxy", CPU_PROXY_RESULTS)
+        if proxy and Path(proxy).is_file():
+            try:
+                data = read_results_file(proxy)
+                out["proxy"] = proxy_summary(data, _display(proxy))
+                out["proxy_source"] = _display(proxy)
+            except ValueError as err:  # a damaged shipped file must not hide the verdict: say so
+                out["proxy"] = f"CPU proxy unreadable ({err})"
+        return out
     try:
         return read_results(read_results_file(path), str(path))
     except ValueError as err:
         return dict(available=False, error=str(err))
+
+
+def _display(path) -> str:
+    """``path`` relative to the repository root where it lies inside it."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(CPU_PROXY_RESULTS.parents[2]))
+    except ValueError:
+        return str(p)
 
 
 def _num(v):
@@ -134,7 +198,8 @@ def read_results(data: dict, source: str = "") -> dict:
                     methods=methods)
     return dict(available=True, source=source, schema=data.get("schema"), device=data.get("device"),
                 comparable=data.get("comparable"), methods=methods,
-                not_comparable=setting_differences(methods, data.get("comparable")))
+                not_comparable=setting_differences(methods, data.get("comparable")),
+                seeds_summary=proxy_summary(data, source))
 
 
 def setting_differences(methods: dict, comparable=None) -> list[str]:
@@ -170,8 +235,11 @@ def evaluate(m: dict, cfg: dict) -> ClaimResult:
                                      estimate=None, ci=None, verdict=FAILS, details=m, expected=expected,
                                      must_hold=True)
     if not m.get("available"):
+        measured = m.get("reason", "not available")
+        if m.get("proxy"):
+            measured = f"{measured}. {m['proxy']}"
         return ClaimResult.from_spec(SPEC, regime="CIFAR-10, ResNet-18, 30% symmetric noise (GPU)",
-                                     measured=m.get("reason", "not available"), estimate=None, ci=None,
+                                     measured=measured, estimate=None, ci=None,
                                      verdict=NOT_RUN, details=m, expected=expected)
     ms = m["methods"]
     gain = float(ms[SAM]["peak"]) - float(ms[BASE]["peak"])
@@ -179,12 +247,15 @@ def evaluate(m: dict, cfg: dict) -> ClaimResult:
     accs = ", ".join(f"{NAMES.get(k, k)} {100 * float(v['peak']):.1f}% (epoch {v['epoch']})" for k, v in ms.items()
                      if v["peak"] is not None)
     measured = f"peak test accuracy: {accs}; 1-SAM - SGD = {100 * gain:+.1f} pp (one run per method, no CI)"
+    if m.get("seeds_summary"):  # several seeds: means with intervals
+        measured = m["seeds_summary"]
     base = ms[BASE]
     partial = [k for k, v in ms.items() if v.get("status") not in (None, "completed")]
     realised = f" (realised {base['realised']:.3f})" if isinstance(base.get("realised"), (int, float)) else ""
     n_train = f" ({base['n_train']} training images)" if base.get("n_train") else ""
     preset = f", preset {base['preset']}" if base.get("preset") else ""
-    regime = (f"CIFAR-10{n_train}, ResNet-18, {base.get('noise_kind') or 'symmetric'} noise {base.get('noise_rate')}"
+    arch = "ResNet-18" if base.get("config", {}).get("arch", "resnet") == "resnet" else "CPU proxy network"
+    regime = (f"CIFAR-10{n_train}, {arch}, {base.get('noise_kind') or 'symmetric'} noise {base.get('noise_rate')}"
               f"{realised}, {base.get('epochs_done')}/{base.get('epochs')} epochs, rho {ms[SAM].get('rho')}{preset}; "
               f"device {m.get('device') or 'unknown'}; source {m['source']}")
     if m.get("comparable") is False:

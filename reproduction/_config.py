@@ -100,5 +100,8 @@ def load_settings(kind: str, ident: str, mode: str, user_file: str | os.PathLike
         ref = settings.get(key)
         if isinstance(ref, str) and mode in file_modes(ref):
             settings[key] = f"{ref}@{mode}"
+    if isinstance(settings.get("sweeps"), dict):  # a mapping label -> sweep (e.g. C5's one per model)
+        settings["sweeps"] = {k: (f"{v}@{mode}" if isinstance(v, str) and mode in file_modes(v) else v)
+                              for k, v in settings["sweeps"].items()}
     settings["_source"] = where if user_file is None else f"{where} + {user_file}"
     return settings

@@ -139,7 +139,8 @@ def render_markdown(run: Run) -> str:
         shipped = set()
     for c in run.sweeps:
         t = run.timings.get(f"sweep {c.name}", float("nan"))
-        name = f"`{c.name}`" if c.name in shipped else f"`{c.name}` (variant of a shipped config: [noise] replaced, F7)"
+        why = "its selection seeds, C5" if c.name.endswith("_c5select") else "[noise] replaced, F7"
+        name = f"`{c.name}`" if c.name in shipped else f"`{c.name}` (variant of a shipped config: {why})"
         nz = f"{c.noise.kind} {c.noise.rate:g}"
         lines.append(f"| {name} | {c.model}{f' h={c.hidden}' if c.model == 'dln' else ''} | "
                      f"{', '.join(c.methods)} | {', '.join(f'{r:g}' for r in c.rhos)} | {c.num_seeds} "

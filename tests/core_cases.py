@@ -48,7 +48,9 @@ def make_problem(model_name: str, key, n: int, d: int, h: int, margin_scale: flo
 
 def make_method(name, rho, lam_last=0.3, lam_act=0.2, chunk_size=None) -> rules.Method:
     """The method value of ``name`` with the hyper-parameters it takes."""
-    return rules.method(name, rho=rho, lam_last=lam_last, lam_act=lam_act, chunk_size=chunk_size, ignore_extra=True)
+    # the controls' knobs ride on rho here (shift C = rho, step x (1 + rho), decay rho)
+    return rules.method(name, rho=rho, lam_last=lam_last, lam_act=lam_act, chunk_size=chunk_size,
+                        shift=rho, lr_mult=1.0 + rho, decay=rho, ignore_extra=True)
 
 
 def closed_direction(model, method, params, X, t, rho, lam_last=0.3, lam_act=0.2):

@@ -6,6 +6,7 @@ measured against follows the same trajectory and metrics as the engine (float64,
 the same arithmetic in another order).
 """
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -27,6 +28,7 @@ SECTIONS = [
     "## The rho sweep",
     "## Closed form vs generic autodiff",
     "## Peak memory of the default workload",
+    "## CIFAR-10 CPU preset: training time per epoch",
     "## How the numbers are counted",
 ]
 
@@ -95,6 +97,7 @@ def test_targets_table(tiny):
     assert [r[2] for r in rows if r[0].startswith("default workload")][:2] == ["auto (dual)", "primal (primal)"]
     assert any(r[0].startswith("rho sweep") and r[1] == "float32" for r in rows)
     assert any(n.startswith("closed form vs autodiff, 1-SAM logistic") for n in names)
+    assert any(n.startswith("CIFAR CPU preset: 1-SAM epoch / SGD epoch") for n in names)
     for r in rows:
         assert re.match(r"^\d+(\.\d+)?x?( \(.*\))?$", r[3]), f"unparseable measurement {r[3]!r}"
         assert r[5] in ("yes", "**no**")
@@ -113,6 +116,9 @@ def test_result_numbers_are_positive_and_finite(tiny):
         assert r["warm"] > 0 and r["cold"] > 0
     assert res["numpy"]["total"] > 0
     assert [r["rule"] for r in res["autodiff"]] == ["1-SAM logistic", "1-SAM DLN", "J-SAM DLN"]
+    cc = res["cifar_cpu"]
+    assert cc["available"] and [r["method"] for r in cc["rows"]] == ["gd", "one_sam"]
+    assert all(r["epoch_s"] > 0 and np.isfinite(r["epoch_s"]) for r in cc["rows"]) and cc["ratio"] > 0
     d = res["default"]
     assert d["rss_after"] >= d["rss_before"] > 0 and d["estimate"]["host"] > 0
 
@@ -128,6 +134,23 @@ def test_numpy_baseline_follows_the_engine():
     assert len(times) == 2 and set(ms) == set(res.metrics)
     for k in ms:
         np.testing.assert_allclose(ms[k], res.metrics[k], rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+def test_cifar_cpu_cost_section_at_toy_size(monkeypatch):
+    """The CIFAR CPU-preset cost measurement runs on synthetic images (no dataset) with the
+    preset's network and the driver's compiled step."""
+    pytest.importorskip("flax")
+    from linsam.cifar import train as ctrain
+
+    monkeypatch.setattr(ctrain, "COMPILER_OPTIONS", {"xla_backend_optimization_level": 0})  # fast compile
+    cfg = dataclasses.replace(benchmark.BenchConfig.tiny(), cifar_images=128, cifar_width=8)
+    cc = benchmark.measure_cifar_cpu(cfg)
+    assert cc["available"], cc
+    gd, sam = cc["rows"]
+    assert (gd["method"], sam["method"]) == ("gd", "one_sam")
+    assert gd["network"] == sam["network"] == "mlp1x8"  # the cpu preset's architecture at the toy width
+    assert gd["steps"] == sam["steps"] == 1 and gd["images"] == 128
+    assert cc["ratio"] == pytest.approx(sam["epoch_s"] / gd["epoch_s"])
 
 
 def test_default_workload_is_the_issue_workload():

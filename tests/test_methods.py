@@ -14,7 +14,10 @@ from core_cases import make_problem, tree_rel_err
 
 
 def test_names_and_classes_are_one_table():
-    assert rules.METHODS == ("gd", "nsam", "one_sam", "lsam", "jsam", "jreg", "jreg_fixed")
+    assert rules.METHODS == ("gd", "nsam", "one_sam", "lsam", "jsam", "jreg", "jreg_fixed", "linear_loss",
+                             "shifted_loss", "large_step", "weight_decay")
+    assert rules.CONTROLS == rules.METHODS[-4:]
+    assert [rules.METHOD_CLASSES[m].knob for m in rules.CONTROLS] == [None, "shift", "lr_mult", "decay"]
     assert all(cls.name == name for name, cls in rules.METHOD_CLASSES.items())
     assert rules.SAM_METHODS == ("nsam", "one_sam", "lsam", "jsam", "jreg")
     assert not rules.GD.uses_rho and not rules.JRegFixed.uses_rho and rules.OneSAM.uses_rho

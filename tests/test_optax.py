@@ -48,7 +48,7 @@ def test_optax_one_sam_loop_equals_hand_loop(model_name, getkey):
 @pytest.mark.parametrize("name", rules.METHODS)
 def test_every_transform_returns_the_rule_direction(name, getkey):
     model, p, X, t = make_problem("dln", getkey(), 7, 5, 3)
-    hyper = {"gd": (), "jreg_fixed": (0.3, 0.2)}.get(name, (0.4,))
+    hyper = {"gd": (), "linear_loss": (), "jreg_fixed": (0.3, 0.2)}.get(name, (0.4,))
     tx = getattr(lo, name)(*hyper, model)
     u, _ = tx.update(None, tx.init(p), p, batch=(X, t))
     m = rules.METHOD_CLASSES[name](*hyper)

@@ -197,7 +197,7 @@ def test_default_sweep_is_the_issue_sweep():
         (dict(record_every=-2), "record_every must be an integer >= 1"),
         (dict(steps=7, record_dense=0), "must be a multiple of record_every"),
         (dict(methods=("gd", "sam")), "methods must be one of"),
-        (dict(model="mlp"), "model must be one of"),
+        (dict(model="cnn"), "model must be one of"),  # ("mlp" is a model since issue 12)
         (dict(rhos=(-0.1,)), "rhos must be a finite number >= 0"),
         (dict(lr=0.0), "lr must be a finite number > 0"),
         (dict(batch_size=13), "batch_size must be an integer in"),
@@ -279,7 +279,9 @@ def test_shipped_regime_configs_shrink_and_validate():
 
 
 def _shrink(cfg):
-    data = cfg.data._replace(d=6, mean_coords=tuple(min(c, 5) for c in cfg.data.mean_coords))
+    d = max(6, cfg.num_classes)
+    data = cfg.data._replace(d=d, mean_coords=tuple(min(c, 5) for c in cfg.data.mean_coords),
+                             num_spikes=min(cfg.data.num_spikes, d))
     noise = cfg.noise._replace(group_coord=min(cfg.noise.group_coord, 5))
     return cfg.replace(n=16, steps=4, record_every=2, record_dense=2, num_seeds=2, seed_chunk=0,
                        rhos=cfg.rhos[:2], hidden=min(cfg.hidden, 3), data=data, noise=noise)

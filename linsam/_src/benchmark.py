@@ -15,7 +15,10 @@ engine), in this order:
 4. the **float32 rho sweep**: one seed, 1-SAM at 32 radii (one shared dataset: two GEMMs a
    step in the primal form), FLOP/s against the GEMM limit; float64 for reference;
 5. closed form against generic autodiff, time per step (1-SAM logistic, 1-SAM DLN, J-SAM DLN);
-6. peak memory of the default workload (process high-water mark and the engine's estimate).
+6. peak memory of the default workload (process high-water mark and the engine's estimate);
+7. the CIFAR-10 CPU preset's cost per epoch (``linsam cifar --preset cpu``: its network, its
+   compiled training step, synthetic images of CIFAR's shape): SGD against 1-SAM (target: 1-SAM
+   at most 3x SGD).
 
 FLOPs and bytes are counted analytically (:func:`linsam._src.engine.linear.flops_per_step`,
 ``bytes_per_step``); the formulas are written into the report. Timings are wall-clock and
@@ -43,6 +46,8 @@ from linsam._src.atomic import write_text_atomic
 TARGET_ROOFLINE = 0.60
 TARGET_NUMPY_SPEEDUP = 10.0
 TARGET_CLOSED_SPEEDUP = 5.0
+#: 1-SAM's training time per epoch on the CIFAR CPU preset, at most this many times SGD's (issue 12).
+TARGET_CIFAR_CPU_RATIO = 3.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +70,9 @@ class BenchConfig:
     ad_dln: tuple = (1000, 1000, 256)  # (n, d, h)
     ad_steps: tuple = (50, 3)  # steps timed for (logistic, DLN)
     ad_chunk: int = 50  # chunk_size of the autodiff per-example DLN rules (memory bound)
+    cifar_images: int = 10000  # synthetic training images per epoch (the CPU preset's subset)
+    cifar_width: int | None = None  # MLP width (None: the CPU preset's)
+    cifar_reps: int = 3  # epochs timed per method after a warm-up epoch (best of)
 
     @classmethod
     def full(cls) -> "BenchConfig":
@@ -74,7 +82,7 @@ class BenchConfig:
     def tiny(cls) -> "BenchConfig":
         return cls(name="tiny", n=32, d=48, seeds=2, R=4, steps=20, record_every=5, steps_f64=10, gemm_sizes=(128,),
                    gemm_reps=2, copy_mib=4, copy_reps=2, ad_logreg=(32, 24), ad_dln=(32, 24, 8), ad_steps=(3, 2),
-                   ad_chunk=8)
+                   ad_chunk=8, cifar_images=256, cifar_width=16, cifar_reps=1)
 
 
 # ----------------------------------------------------------------------------- machine
@@ -481,6 +489,58 @@ def measure_autodiff(cfg: BenchConfig) -> list:
     return rows
 
 
+def measure_cifar_cpu(cfg: BenchConfig) -> dict:
+    """Training time per epoch of SGD (``gd``) and 1-SAM with the CIFAR CPU preset's network and
+    step (:func:`linsam.cifar.train.Trainer.train_epoch`: the compiled block, the optax chain, the
+    MLP's closed-form 1-SAM), on ``cfg.cifar_images`` synthetic uint8 images of CIFAR's shape
+    (no dataset needed). A warm-up epoch (compile included) per method, then the best of
+    ``cfg.cifar_reps`` epochs, wall and this process's CPU seconds. Evaluation is not included.
+    Returns ``{"available": False, "reason"}`` without the optional extra ``gpu`` (flax, optax).
+    """
+    try:
+        from linsam.cifar import presets
+        from linsam.cifar import train as ctrain
+    except ModuleNotFoundError as err:
+        return dict(available=False, reason=f"needs the optional extra 'gpu' ({err.name} is missing)")
+    fields = presets.preset_fields("cpu")
+    if cfg.cifar_width is not None:
+        fields["width"] = cfg.cifar_width
+    n = int(cfg.cifar_images)
+    fields.update(train_subset=None, eval_train_size=None, noise_rate=0.0)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, n).astype(np.int32)
+    mean, std = np.full(3, 127.5, np.float32), np.full(3, 73.9, np.float32)
+    data = ctrain.PreparedData(x, y, y, np.zeros(n, bool), x[:1], y[:1], mean, std, 0.0,
+                               {"fingerprint": "synthetic", "n_train": n})
+    rows = []
+    for method in ("gd", "one_sam"):
+        c = ctrain.validate_config(ctrain.CifarConfig(method=method, **fields))
+        trainer = ctrain.Trainer(c, data)
+        state = trainer.init_state()
+        t0 = time.perf_counter()
+        state = trainer.train_epoch(state, 0)  # compile + one epoch
+        first = time.perf_counter() - t0
+        walls, cpus = [], []
+        for e in range(1, 1 + cfg.cifar_reps):
+            c0, t0 = _own_cpu(), time.perf_counter()
+            state = trainer.train_epoch(state, e)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(_own_cpu() - c0)
+        k = int(np.argmin(walls))
+        rows.append(dict(method=method, network=ctrain.model_arch_name(c), images=n, steps=trainer.steps,
+                         batch=c.batch_size, epoch_s=walls[k], epoch_cpu_s=cpus[k], first_s=first,
+                         rho=c.rho if method != "gd" else None))
+    ratio = rows[1]["epoch_s"] / rows[0]["epoch_s"]
+    cpu_ratio = rows[1]["epoch_cpu_s"] / rows[0]["epoch_cpu_s"] if rows[0]["epoch_cpu_s"] > 0 else float("nan")
+    return dict(available=True, rows=rows, ratio=ratio, cpu_ratio=cpu_ratio, reps=cfg.cifar_reps)
+
+
+def _own_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -556,6 +616,11 @@ def render(res: dict) -> str:
     for ad in res["autodiff"][:1]:
         add(f"| closed form vs autodiff, {ad['rule']} ({ad['sizes']}) | float32 | - | {ad['speedup']:.1f}x | "
             f">= {TARGET_CLOSED_SPEEDUP:.0f}x | {_met(ad['speedup'], TARGET_CLOSED_SPEEDUP)} |")
+    cc = res.get("cifar_cpu") or {}
+    if cc.get("available"):
+        add(f"| CIFAR CPU preset: 1-SAM epoch / SGD epoch ({cc['rows'][0]['network']}, {cc['rows'][0]['images']} images) "
+            f"| float32 | - | {cc['ratio']:.2f}x | <= {TARGET_CIFAR_CPU_RATIO:.0f}x | "
+            f"{'yes' if cc['ratio'] <= TARGET_CIFAR_CPU_RATIO else '**no**'} |")
     add("")
     add("## Machine limits (measured in this run)")
     add("")
@@ -629,6 +694,28 @@ def render(res: dict) -> str:
     add(f"| engine's estimate (`linsam.simulate.estimate_memory`): device per chunk / host | {_mib(est['device'])} / "
         f"{_mib(est['host'])} |")
     add("")
+    add("## CIFAR-10 CPU preset: training time per epoch")
+    add("")
+    cc = res.get("cifar_cpu") or {}
+    if cc.get("available"):
+        add(f"`linsam cifar --preset cpu`'s network and compiled training step (`Trainer.train_epoch`: one "
+            f"`lax.scan` block per epoch, the optax chain, the MLP's closed-form 1-SAM) on {cc['rows'][0]['images']} "
+            f"synthetic uint8 images of CIFAR's shape (no dataset needed), batch {cc['rows'][0]['batch']}; evaluation "
+            f"excluded. Best of {cc['reps']} epochs after a warm-up epoch (compile included); CPU = this process's "
+            f"user + system seconds in that epoch. 1-SAM / SGD: {cc['ratio']:.2f}x wall, {cc['cpu_ratio']:.2f}x CPU.")
+        add("")
+        add("| method | network | steps per epoch | epoch wall (s) | epoch CPU (s) | first epoch, compile included (s) | / SGD (wall) |")
+        add("|---|---|---|---|---|---|---|")
+        base = cc["rows"][0]["epoch_s"]
+        for r in cc["rows"]:
+            name = "SGD (gd)" if r["method"] == "gd" else f"1-SAM (one_sam, rho {r['rho']:g})"
+            add(f"| {name} | {r['network']} | {r['steps']} | {r['epoch_s']:.3f} | {r['epoch_cpu_s']:.3f} | "
+                f"{r['first_s']:.2f} | {r['epoch_s'] / base:.2f}x |")
+    else:
+        add("| method | measured |")
+        add("|---|---|")
+        add(f"| SGD, 1-SAM | not measured: {cc.get('reason', 'not run')} |")
+    add("")
     add("## How the numbers are counted")
     add("")
     add("Per step of one seed with R runs, record interval k (`linsam._src.engine.linear.flops_per_step`, "
@@ -669,6 +756,7 @@ def run_bench(cfg: BenchConfig, out: str | os.PathLike | None = "BENCHMARKS.md",
         ("numpy", "the per-run NumPy loop", lambda: measure_numpy(cfg)),
         ("rho", "the rho sweep", lambda: measure_rho_sweeps(cfg, res["limits"])),
         ("autodiff", "closed form vs autodiff", lambda: measure_autodiff(cfg)),
+        ("cifar_cpu", "the CIFAR CPU preset's cost per epoch", lambda: measure_cifar_cpu(cfg)),
     ]
     for key, label, fn in steps:
         t1 = time.perf_counter()

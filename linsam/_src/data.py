@@ -433,12 +433,18 @@ class GaussianMixture(NamedTuple):
       mu: ``(d,)`` class mean (class +1 at ``+mu``, class -1 at ``-mu``).
       scale: ``(d,)`` per-coordinate standard deviation ``s`` (covariance ``diag(s^2)``).
 
+      norm_mix: None, or ``(3,)`` ``(p, s_lo, s_hi)``: heterogeneous example norms, each
+        example is multiplied by ``s_hi`` with probability ``p`` and by ``s_lo`` otherwise
+        (:func:`with_example_norms`). A positive factor does not change ``sign(<w, x>)``, so
+        population and Bayes accuracy are those of the unscaled mixture.
+
     Build with :func:`isotropic_mixture`, :func:`anisotropic_mixture` or
     :func:`signal_noise_mixture`.
     """
 
     mu: Array
     scale: Array
+    norm_mix: Any = None
 
     @property
     def dim(self) -> int:
@@ -453,6 +459,10 @@ class GaussianMixture(NamedTuple):
         t = jnp.where(jax.random.bernoulli(k_t, jnp.float32(0.5), (n,)), 1.0, -1.0).astype(dtype)
         g = jax.random.normal(k_g, (n, self.dim), dtype=jnp.float32).astype(dtype)  # x64-independent draw
         X = t[:, None] * self.mu.astype(dtype) + g * self.scale.astype(dtype)
+        if self.norm_mix is not None:  # a third key: the draws above are unchanged
+            p, lo, hi = (self.norm_mix[i].astype(dtype) for i in range(3))
+            big = jax.random.bernoulli(jax.random.fold_in(key, 2), p.astype(jnp.float32), (n,))
+            X = X * jnp.where(big, hi, lo)[:, None]
         return X, t
 
     def clean_margin(self, X: Array, t: Array) -> Array:
@@ -504,6 +514,36 @@ def isotropic_mixture(d: int, mean_norm: float, sigma: float = 1.0) -> GaussianM
     mu = np.zeros(d)
     mu[0] = mean_norm
     return GaussianMixture(jnp.asarray(mu), jnp.asarray(np.full(d, float(sigma))))
+
+
+def with_example_norms(mixture: GaussianMixture, ratio: float, frac: float) -> GaussianMixture:
+    r"""Heterogeneous example norms: example i is scaled by :math:`s_i`, :math:`s_{\rm hi}` with
+    probability ``frac``, :math:`s_{\rm lo}` otherwise, :math:`s_{\rm hi}/s_{\rm lo}` = ``ratio``,
+    normalised so that :math:`E s_i^2 = 1` (the mean squared norm is unchanged):
+
+    .. math::  s_{\rm lo} = (1 - p + p r^2)^{-1/2}, \qquad s_{\rm hi} = r\, s_{\rm lo}.
+
+    1-SAM's shift :math:`C_i = \rho\|x_i\|` then differs between the two groups, so it is no
+    longer a constant shift of the loss (derivation D1). Accuracy is unchanged (a positive
+    factor keeps ``sign(<w, x>)``).
+    """
+    check_positive(ratio, "norm_ratio")
+    if not (np.isfinite(frac) and 0.0 <= frac <= 1.0):
+        raise ValueError(f"norm_frac must be in [0, 1], got {frac!r}")
+    lo = 1.0 / math.sqrt(1.0 - frac + frac * ratio**2)
+    return mixture._replace(norm_mix=jnp.asarray([frac, lo, ratio * lo]))
+
+
+def spiked_spectrum(d: int, num_spikes: int, spike: float, *, trace: float | None = None) -> np.ndarray:
+    r"""Spiked covariance eigenvalues: the first ``num_spikes`` are ``spike`` times the others
+    (:math:`\lambda = (s, \dots, s, 1, \dots, 1)`), rescaled to sum to ``trace`` (default d)."""
+    _check_dim(d)
+    if isinstance(num_spikes, bool) or not isinstance(num_spikes, (int, np.integer)) or not 0 <= num_spikes <= d:
+        raise ValueError(f"num_spikes must be an integer in [0, d = {d}], got {num_spikes!r}")
+    check_positive(spike, "spike")
+    lam = np.ones(d)
+    lam[:num_spikes] = spike
+    return lam * ((d if trace is None else trace) / lam.sum())
 
 
 def power_law_spectrum(d: int, alpha: float, *, trace: float | None = None) -> np.ndarray:
@@ -567,6 +607,75 @@ def signal_noise_mixture(
     scale = np.full(d, float(noise_std))
     scale[:num_signal] = signal_std
     return GaussianMixture(jnp.asarray(mu), jnp.asarray(scale))
+
+
+class XorMixture(NamedTuple):
+    r"""XOR-arranged Gaussian clusters, a binary task no linear classifier solves.
+
+    .. math::
+
+        s_1, s_2 \sim \mathrm{Unif}\{-1, +1\},\quad t = s_1 s_2,\quad
+        x = a\,(s_1 e_1 + s_2 e_2) + \sigma g,\quad g \sim N(0, I_d):
+
+    four clusters at :math:`\pm a e_1 \pm a e_2`, label the sign product. Every linear
+    classifier :math:`\mathrm{sign}\langle w, x\rangle` has population accuracy 1/2 (the
+    clusters of each class are symmetric about 0). The Bayes classifier is
+    :math:`\mathrm{sign}(x_1 x_2)` (the posterior odds are
+    :math:`\cosh(a(x_1+x_2)/\sigma^2)/\cosh(a(x_1-x_2)/\sigma^2)`), with accuracy
+    :math:`\Phi(a/\sigma)^2 + (1 - \Phi(a/\sigma))^2`.
+
+    Attributes:
+      mu1, mu2: ``(d,)`` the two cluster offsets :math:`a e_1`, :math:`a e_2`.
+      scale: ``(d,)`` per-coordinate standard deviation (isotropic: every entry :math:`\sigma`).
+
+    Build with :func:`xor_mixture`.
+    """
+
+    mu1: Array
+    mu2: Array
+    scale: Array
+
+    @property
+    def dim(self) -> int:
+        return self.mu1.shape[-1]
+
+    def sample(self, key: Array, n: int, dtype=None) -> tuple[Array, Array]:
+        """``(X, t)``: ``(n, d)`` inputs and ``(n,)`` clean +-1 labels (float)."""
+        return _mixture_sample(key, self, n, _float_dtype(dtype))
+
+    def _sample(self, key: Array, n: int, dtype) -> tuple[Array, Array]:
+        k1, k2, k_g = jax.random.split(key, 3)
+        s1 = jnp.where(jax.random.bernoulli(k1, jnp.float32(0.5), (n,)), 1.0, -1.0).astype(dtype)
+        s2 = jnp.where(jax.random.bernoulli(k2, jnp.float32(0.5), (n,)), 1.0, -1.0).astype(dtype)
+        g = jax.random.normal(k_g, (n, self.dim), dtype=jnp.float32).astype(dtype)  # x64-independent draw
+        X = s1[:, None] * self.mu1.astype(dtype) + s2[:, None] * self.mu2.astype(dtype) + g * self.scale.astype(dtype)
+        return X, s1 * s2
+
+    def clean_margin(self, X: Array, t: Array) -> Array:
+        r"""Signed distance to the Bayes boundary (the two axes :math:`x_1 = 0`, :math:`x_2 = 0`) in
+        units of :math:`\sigma`: :math:`t\,\mathrm{sign}(x_1 x_2)\min(|x_1|, |x_2|)/\sigma`
+        (for ``boundary`` label noise)."""
+        x1, x2 = X[:, 0], X[:, 1]
+        return t * jnp.sign(x1 * x2) * jnp.minimum(jnp.abs(x1), jnp.abs(x2)) / self.scale[0]
+
+    def bayes_accuracy(self) -> Array:
+        r""":math:`p_1 p_2 + (1 - p_1)(1 - p_2)`, :math:`p_k = \Phi(a/\sigma_k)`: both signs read right,
+        or both wrong."""
+        p1 = ndtr(jnp.sum(self.mu1) / self.scale[0])
+        p2 = ndtr(jnp.sum(self.mu2) / self.scale[1])
+        return p1 * p2 + (1 - p1) * (1 - p2)
+
+
+def xor_mixture(d: int, mean_norm: float, sigma: float = 1.0) -> XorMixture:
+    r"""The XOR mixture (:class:`XorMixture`) with offset :math:`a` = ``mean_norm`` along
+    :math:`e_1` and :math:`e_2` (each cluster mean has norm :math:`a\sqrt2`), isotropic noise
+    :math:`\sigma`; ``d >= 2``."""
+    check_positive_int(d, "d", minimum=2)
+    check_positive(mean_norm, "mean_norm")
+    check_positive(sigma, "sigma")
+    mu1, mu2 = np.zeros(d), np.zeros(d)
+    mu1[0], mu2[1] = mean_norm, mean_norm
+    return XorMixture(jnp.asarray(mu1), jnp.asarray(mu2), jnp.asarray(np.full(d, float(sigma))))
 
 
 def population_accuracy(mixture: GaussianMixture, w: Array) -> Array:
@@ -685,7 +794,9 @@ def _sampled_multiclass_accuracy(key, mixture, W, n):
 # ----------------------------------------------------------------------------- generators
 
 
-NOISE_KINDS = ("none", "symmetric", "bernoulli", "class_conditional", "boundary", "subgroup")
+NOISE_KINDS = ("none", "symmetric", "bernoulli", "class_conditional", "boundary", "subgroup", "cifar10_asymmetric")
+#: The noise kinds of K-class labels (:func:`corrupt_multiclass`).
+MULTICLASS_NOISE_KINDS = ("none", "symmetric", "cifar10_asymmetric")
 
 
 class NoiseSpec(NamedTuple):
@@ -697,7 +808,11 @@ class NoiseSpec(NamedTuple):
         ``"bernoulli"`` (each flipped w.p. rate); ``"class_conditional"`` (+1 flips w.p.
         ``rate``, -1 w.p. ``rate_neg``); ``"boundary"`` (:func:`boundary_noise` on
         :meth:`GaussianMixture.clean_margin` with ``temperature``); ``"subgroup"``
-        (:func:`subgroup_noise`, group ``X[:, group_coord] > 0``, ``concentration``).
+        (:func:`subgroup_noise`, group ``X[:, group_coord] > 0``, ``concentration``);
+        K-class labels only (:func:`corrupt_multiclass`): ``"symmetric"`` (exactly
+        floor(rate n) flips, each to a uniform other class) and ``"cifar10_asymmetric"``
+        (:func:`cifar10_asymmetric_transition`: truck -> automobile, bird -> airplane,
+        deer -> horse, cat <-> dog, each w.p. ``rate``; 10 classes).
       rate: noise rate in [0, 1).
       temperature, group_coord, concentration, rate_neg: parameters of the kinds above.
     """
@@ -784,6 +899,30 @@ def _sample_binary(key, mixture, n, noise, dtype=None) -> Dataset:
 _sample_binary_jit = jax.jit(_sample_binary, static_argnames=("n", "noise", "dtype"))
 
 
+def corrupt_multiclass(key: Array, y: Array, spec: NoiseSpec, num_classes: int) -> NoisyLabels:
+    """Apply the K-class noise model ``spec`` (:data:`MULTICLASS_NOISE_KINDS`) to class ids
+    ``y`` (pure JAX, unvalidated: the config validates ``spec`` and ``num_classes``)."""
+    n = y.shape[0]
+    if spec.kind == "none" or spec.rate == 0.0:
+        mask = jnp.zeros((n,), bool)
+        return NoisyLabels(y, y, mask, _finish_rate(mask))
+    if spec.kind == "symmetric":
+        noisy, mask = _symmetric_kernel(key, y, spec.rate, num_flips(spec.rate, n), num_classes, True)
+        return NoisyLabels(y, noisy, mask, _finish_rate(mask))
+    if spec.kind == "cifar10_asymmetric":
+        noisy, mask = _transition_kernel(key, y, jnp.asarray(cifar10_asymmetric_transition(spec.rate)))
+        return NoisyLabels(y, noisy, mask, _finish_rate(mask))
+    raise ValueError(f"K-class noise.kind must be one of {', '.join(MULTICLASS_NOISE_KINDS)}; got {spec.kind!r}")
+
+
+def _sample_multiclass_spec(key, mixture, n, noise, dtype=None) -> Dataset:
+    """K-class analogue of :func:`_sample_binary` (same key split): int class ids as labels."""
+    k_data, k_noise = jax.random.split(key)
+    X, y = mixture.sample(k_data, n, dtype)
+    lab = corrupt_multiclass(k_noise, y, noise, mixture.num_classes)
+    return Dataset(X, lab.clean, lab.noisy, lab.mask, lab.rate)
+
+
 def sample_multiclass(
     key: Array, mixture: MulticlassMixture, n: int, rate: float = 0.0, *, T: Any = None, exact: bool = True, dtype=None
 ) -> Dataset:
@@ -804,7 +943,7 @@ def sample_multiclass(
 
 # ----------------------------------------------------------------------------- config-level description
 
-MIXTURE_KINDS = ("isotropic", "anisotropic", "signal_noise")
+MIXTURE_KINDS = ("isotropic", "anisotropic", "spiked", "signal_noise", "xor")
 
 
 class MixtureSpec(NamedTuple):
@@ -812,15 +951,23 @@ class MixtureSpec(NamedTuple):
 
     Attributes:
       kind: ``"isotropic"`` (:func:`isotropic_mixture`), ``"anisotropic"``
-        (:func:`anisotropic_mixture` with :func:`power_law_spectrum`) or ``"signal_noise"``
-        (:func:`signal_noise_mixture`).
+        (:func:`anisotropic_mixture` with :func:`power_law_spectrum`), ``"spiked"``
+        (:func:`anisotropic_mixture` with :func:`spiked_spectrum`), ``"signal_noise"``
+        (:func:`signal_noise_mixture`) or ``"xor"`` (:func:`xor_mixture`: four clusters at
+        :math:`\pm a e_1 \pm a e_2`, ``a = mean_norm``, label the sign product; no linear
+        classifier solves it).
       d: input dimension.
       mean_norm: :math:`\|\mu\|` (``signal`` for ``signal_noise``).
       sigma: per-coordinate noise std: isotropic :math:`\sigma`; anisotropic: the spectrum
         has trace :math:`d\sigma^2`; signal_noise: ``noise_std``.
       alpha: power-law exponent of the anisotropic spectrum, :math:`\lambda_k\propto k^{-\alpha}`.
-      mean_coords: anisotropic only: eigen-directions (0 = largest variance) that carry ``mu``.
+      mean_coords: anisotropic/spiked: eigen-directions (0 = largest variance) that carry ``mu``.
       num_signal, signal_std: signal_noise only.
+      num_spikes, spike: spiked only: the first ``num_spikes`` directions have ``spike`` times
+        the variance of the others (trace :math:`d\sigma^2`).
+      norm_ratio, norm_frac: heterogeneous example norms (:func:`with_example_norms`), any
+        kind: a fraction ``norm_frac`` of the examples is ``norm_ratio`` times longer than the
+        rest (mean squared norm unchanged); ``norm_frac = 0`` (default) is off.
     """
 
     kind: str = "isotropic"
@@ -831,9 +978,19 @@ class MixtureSpec(NamedTuple):
     mean_coords: tuple = (0,)
     num_signal: int = 1
     signal_std: float = 0.0
+    num_spikes: int = 1
+    spike: float = 1.0
+    norm_ratio: float = 1.0
+    norm_frac: float = 0.0
 
     def build(self) -> GaussianMixture:
         """The :class:`GaussianMixture` (validates every field)."""
+        mixture = self._build_base()
+        if self.norm_frac != 0.0 or self.norm_ratio != 1.0:
+            mixture = with_example_norms(mixture, self.norm_ratio, self.norm_frac)
+        return mixture
+
+    def _build_base(self) -> GaussianMixture:
         if self.kind not in MIXTURE_KINDS:
             raise ValueError(f"data.kind must be one of {', '.join(MIXTURE_KINDS)}; got {self.kind!r}")
         check_positive_int(self.d, "data.d")
@@ -842,6 +999,14 @@ class MixtureSpec(NamedTuple):
         if self.kind == "anisotropic":
             check_positive(self.sigma, "data.sigma")
             spectrum = power_law_spectrum(self.d, self.alpha, trace=self.d * self.sigma**2)
+            return anisotropic_mixture(spectrum, self.mean_norm, mean_coords=list(self.mean_coords))
+        if self.kind == "xor":
+            if self.norm_frac != 0.0 or self.norm_ratio != 1.0:
+                raise ValueError("data.norm_frac / data.norm_ratio are not supported with data.kind 'xor'")
+            return xor_mixture(self.d, self.mean_norm, self.sigma)
+        if self.kind == "spiked":
+            check_positive(self.sigma, "data.sigma")
+            spectrum = spiked_spectrum(self.d, self.num_spikes, self.spike, trace=self.d * self.sigma**2)
             return anisotropic_mixture(spectrum, self.mean_norm, mean_coords=list(self.mean_coords))
         return signal_noise_mixture(
             self.d, num_signal=self.num_signal, signal=self.mean_norm, signal_std=self.signal_std, noise_std=self.sigma

@@ -28,7 +28,8 @@ import optax
 
 from linsam._src import rules as R
 
-__all__ = ["from_method", "gd", "nsam", "one_sam", "lsam", "jsam", "jreg", "jreg_fixed"]
+__all__ = ["from_method", "gd", "nsam", "one_sam", "lsam", "jsam", "jreg", "jreg_fixed", "linear_loss", "shifted_loss",
+           "large_step", "weight_decay"]
 
 
 def from_method(method: R.Method, model, *, checked: bool = False) -> optax.GradientTransformationExtraArgs:
@@ -96,3 +97,23 @@ def jreg(rho, model, *, chunk_size=None, **kw):
 def jreg_fixed(lam_last, lam_act, model, **kw):
     r""":class:`~linsam.rules.JRegFixed`: GD plus fixed last-layer and activation penalties."""
     return from_method(R.JRegFixed(lam_last, lam_act), model, **kw)
+
+
+def linear_loss(model, **kw):
+    r"""GD on the linear loss :math:`-tf` (:class:`linsam.rules.LinearLoss`), a control."""
+    return from_method(R.LinearLoss(), model, **kw)
+
+
+def shifted_loss(shift, model, **kw):
+    r"""GD on :math:`\mathrm{softplus}(C - tf)` (:class:`linsam.rules.ShiftedLoss`), a control."""
+    return from_method(R.ShiftedLoss(shift), model, **kw)
+
+
+def large_step(lr_mult, model, **kw):
+    r"""GD with the step times ``lr_mult`` (:class:`linsam.rules.LargeStep`), a control."""
+    return from_method(R.LargeStep(lr_mult), model, **kw)
+
+
+def weight_decay(decay, model, **kw):
+    r"""GD + weight decay (:class:`linsam.rules.WeightDecay`), a control."""
+    return from_method(R.WeightDecay(decay), model, **kw)

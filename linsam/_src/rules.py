@@ -33,8 +33,11 @@ with :math:`\theta_{\mathrm{last}}` the last-layer weights and :math:`\phi` the 
 activations (the model's ``last_layer`` and ``features``).
 
 Methods are values: :class:`GD`, :class:`NSAM`, :class:`OneSAM`, :class:`LSAM`,
-:class:`JSAM`, :class:`JReg`, :class:`JRegFixed` are frozen dataclasses registered as pytrees
-(``rho``, ``lam_last``, ``lam_act`` are leaves, so a sweep vmaps over them; ``chunk_size`` is
+:class:`JSAM`, :class:`JReg`, :class:`JRegFixed` and the controls :class:`LinearLoss`
+(GD on :math:`-tf`), :class:`ShiftedLoss` (GD on :math:`\mathrm{softplus}(C - tf)`),
+:class:`LargeStep` (GD, step times ``lr_mult``), :class:`WeightDecay` (GD + :math:`\frac\lambda2
+\|\theta\|^2`) are frozen dataclasses registered as pytrees
+(``rho``, ``lam_last``, ``lam_act``, ``shift``, ``lr_mult``, ``decay`` are leaves, so a sweep vmaps over them; ``chunk_size`` is
 static), checked once when built from concrete numbers. ``method.direction(model, params, X,
 t)`` is the one dispatch: the model's closed form where ``model.closed_forms`` has one for the
 method's class, generic autodiff otherwise. :func:`direction` is the validated entry (checks
@@ -231,6 +234,49 @@ def _jreg_fixed(model, params, X, t, lam_last, lam_act):
     return jax.grad(objective)(params)
 
 
+def shifted_logits(logits: Array, t: Array, shift, *, multiclass: bool = False) -> Array:
+    r"""Logits with the true class's margin lowered by ``shift``: binary :math:`f - C t`
+    (so :math:`\ell = \mathrm{softplus}(C - t f)`), K classes (``multiclass``) :math:`f - C e_t`."""
+    if not multiclass:
+        return logits - shift * t
+    return logits - shift * jax.nn.one_hot(t, logits.shape[-1], dtype=logits.dtype)
+
+
+def linear_loss_from_logits(model, logits: Array, t: Array) -> Array:
+    r"""The linear loss, the :math:`C \to \infty` limit of the shifted loss's gradient:
+    binary :math:`-t f`; K classes :math:`\log\sum_{k \ne t} e^{f_k} - f_t`."""
+    if model.num_classes is None:
+        return -t * logits
+    own = jax.nn.one_hot(t, logits.shape[-1], dtype=bool)
+    return jax.nn.logsumexp(jnp.where(own, -jnp.inf, logits)) - jnp.take(logits, t)
+
+
+def _linear_loss(model, params, X, t):
+    def objective(p):
+        logits = batch_logits(model, p, X)
+        return jnp.mean(jax.vmap(lambda f, ti: linear_loss_from_logits(model, f, ti))(logits, t))
+
+    return jax.grad(objective)(params)
+
+
+def _shifted_loss(model, params, X, t, shift):
+    def objective(p):
+        logits = batch_logits(model, p, X)
+        multi = model.num_classes is not None
+        return jnp.mean(jax.vmap(lambda f, ti: model.loss_from_logits(shifted_logits(f, ti, shift, multiclass=multi),
+                                                                      ti))(logits, t))
+
+    return jax.grad(objective)(params)
+
+
+def _weight_decay(model, params, X, t, decay):
+    def objective(p):
+        return batch_loss(model, p, X, t) + 0.5 * decay * sum(
+            jnp.sum(jnp.square(w)) for w in jax.tree_util.tree_leaves(p))
+
+    return jax.grad(objective)(params)
+
+
 @functools.partial(jax.jit, static_argnames=("model",))
 def per_example_grads(model, params: Params, X: Array, t: Array):
     """Per-example gradients grad l_i(params), a pytree with leading axis n."""
@@ -286,12 +332,15 @@ class Method:
     """Base of the method values. Subclasses are frozen dataclasses.
 
     Class attributes: ``name`` (the one string name, used only at the edge), ``uses_rho``
-    (whether the direction depends on ``rho``), ``_leaves`` (pytree children: the
+    (whether the direction depends on ``rho``), ``knob`` (the one hyper-parameter a sweep
+    tunes, riding on the engine's rho axis: ``"rho"`` for the SAM family, the control's knob
+    for the controls, None for a method with nothing to tune), ``_leaves (pytree children: the
     hyper-parameters), ``_static`` (aux data: ``chunk_size``).
     """
 
     name: ClassVar[str] = ""
     uses_rho: ClassVar[bool] = False
+    knob: ClassVar[str | None] = None
     _leaves: ClassVar[tuple[str, ...]] = ()
     _static: ClassVar[tuple[str, ...]] = ()
 
@@ -361,6 +410,7 @@ class GD(Method):
 class _Radius(Method):
     rho: Any
     uses_rho: ClassVar[bool] = True
+    knob: ClassVar[str] = "rho"
     _leaves: ClassVar[tuple[str, ...]] = ("rho",)
 
 
@@ -451,8 +501,98 @@ class JRegFixed(Method):
         return _jreg_fixed(model, params, X, t, self.lam_last, self.lam_act)
 
 
+# ----------------------------------------------------------------------------- controls
+#
+# Simpler explanations of 1-SAM's gain, as methods of the same engine (Baek et al.'s Sec. 3:
+# in the linear model 1-SAM is the reweighting sigma(-z_i + rho ||x_i||); derivation D1).
+# Each has at most one knob, tuned on the selection seeds exactly like 1-SAM's rho.
+
+
+@_register
+@dataclasses.dataclass(frozen=True)
+class LinearLoss(Method):
+    r"""GD on the linear loss :math:`\ell = -t f` (K classes: :math:`\log\sum_{k\ne t}e^{f_k} - f_t`):
+
+    .. math::  u = -\tfrac1n \textstyle\sum_i t_i \nabla_\theta f(\theta, x_i),
+
+    every logit scale flat at 1: the :math:`\rho \to \infty` limit of 1-SAM in the linear
+    model (every weight :math:`\sigma(-z_i + \rho\|x_i\|) \to 1`). No hyper-parameter.
+    """
+
+    name: ClassVar[str] = "linear_loss"
+
+    def _autodiff_kernel(self, model, params, X, t):
+        return _linear_loss(model, params, X, t)
+
+
+@_register
+@dataclasses.dataclass(frozen=True)
+class ShiftedLoss(Method):
+    r"""GD on the shifted logistic loss :math:`\ell = \mathrm{softplus}(C - t f)` (K classes: the
+    cross-entropy of :math:`f - C e_t`):
+
+    .. math::  u = -\tfrac1n \textstyle\sum_i t_i\,\sigma(-z_i + C)\,\nabla_\theta f(\theta, x_i).
+
+    In the linear model this is 1-SAM exactly when :math:`C = \rho\|x_i\|` for every i (all
+    :math:`\|x_i\|` equal; derivation D1), so a 1-SAM gain beyond it needs per-example norms.
+
+    Args:
+      shift: C >= 0 (pytree leaf; the knob).
+    """
+
+    shift: Any = 1.0
+    name: ClassVar[str] = "shifted_loss"
+    knob: ClassVar[str] = "shift"
+    _leaves: ClassVar[tuple[str, ...]] = ("shift",)
+
+    def _autodiff_kernel(self, model, params, X, t):
+        return _shifted_loss(model, params, X, t, self.shift)
+
+
+@_register
+@dataclasses.dataclass(frozen=True)
+class LargeStep(Method):
+    r"""GD with the step multiplied by ``lr_mult``: :math:`u = m\,\nabla L(\theta)`.
+
+    1-SAM's linear-model weights are :math:`\ge 1`, so part of its gain could be a larger
+    effective step; this control tunes the step itself.
+
+    Args:
+      lr_mult: m >= 0 (pytree leaf; the knob).
+    """
+
+    lr_mult: Any = 2.0
+    name: ClassVar[str] = "large_step"
+    knob: ClassVar[str] = "lr_mult"
+    _leaves: ClassVar[tuple[str, ...]] = ("lr_mult",)
+
+    def _autodiff_kernel(self, model, params, X, t):
+        return tree_scale(self.lr_mult, _gd(model, params, X, t))
+
+
+@_register
+@dataclasses.dataclass(frozen=True)
+class WeightDecay(Method):
+    r"""GD + L2 weight decay on every parameter: :math:`u = \nabla L(\theta) + \lambda\theta`.
+
+    Args:
+      decay: :math:`\lambda \ge 0` (pytree leaf; the knob).
+    """
+
+    decay: Any = 0.0
+    name: ClassVar[str] = "weight_decay"
+    knob: ClassVar[str] = "decay"
+    _leaves: ClassVar[tuple[str, ...]] = ("decay",)
+
+    def _autodiff_kernel(self, model, params, X, t):
+        return _weight_decay(model, params, X, t, self.decay)
+
+
 #: The method classes by name, in the canonical order (the names exist only at the edge).
-METHOD_CLASSES: dict[str, type] = {c.name: c for c in (GD, NSAM, OneSAM, LSAM, JSAM, JReg, JRegFixed)}
+METHOD_CLASSES: dict[str, type] = {c.name: c for c in (GD, NSAM, OneSAM, LSAM, JSAM, JReg, JRegFixed, LinearLoss,
+                                                       ShiftedLoss, LargeStep, WeightDecay)}
+#: The controls: simpler explanations of 1-SAM's gain (no per-example perturbation).
+CONTROLS = ("linear_loss", "shifted_loss", "large_step", "weight_decay")
 METHODS = tuple(METHOD_CLASSES)
 #: Methods whose direction needs a perturbation radius rho.
 SAM_METHODS = tuple(name for name, c in METHOD_CLASSES.items() if c.uses_rho)
@@ -572,6 +712,16 @@ def jreg(model, params: Params, X: Array, t: Array, rho, *, chunk_size: int | No
 def jreg_fixed(model, params: Params, X: Array, t: Array, *, lam_last, lam_act):
     r"""Validated :class:`JRegFixed` direction."""
     return direction(JRegFixed(lam_last, lam_act), model, params, X, t)
+
+
+def linear_loss(model, params: Params, X: Array, t: Array):
+    r"""Validated :class:`LinearLoss` direction."""
+    return direction(LinearLoss(), model, params, X, t)
+
+
+def shifted_loss(model, params: Params, X: Array, t: Array, shift):
+    r"""Validated :class:`ShiftedLoss` direction."""
+    return direction(ShiftedLoss(shift), model, params, X, t)
 
 
 # ----------------------------------------------------------------------------- checked mode

@@ -14,6 +14,7 @@ from linsam._src.engine.sweep import (  # noqa: F401
     backend_of,
     check_memory,
     estimate_memory,
+    held_out_sample,
     initial_params,
     mean_classifier_accuracy,
     record_steps,
@@ -21,4 +22,5 @@ from linsam._src.engine.sweep import (  # noqa: F401
     simulate,
     training_data,
     training_sets,
+    uses_test_sample,
 )

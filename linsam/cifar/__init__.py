@@ -9,6 +9,8 @@ Submodules:
 - :mod:`linsam.cifar.train`: the driver (method values of :mod:`linsam.rules` as optax
   transformations, :mod:`linsam.optax`, chained before optax SGD with momentum,
   per-epoch metrics, checkpoints and resume, a measured time plan, results JSON).
+- :mod:`linsam.cifar.small`: the CPU preset's networks (a ReLU MLP on the pixels, with
+  closed-form 1-SAM, L-SAM and J-SAM; a small CNN) behind the same model interface.
 - :mod:`linsam.cifar.budget`: FLOPs, memory and step times of the compiled programs.
 - :mod:`linsam.cifar.presets`, :mod:`linsam.cifar.plot`.
 

@@ -62,3 +62,59 @@ def plot_curves(agg: dict, path: str | Path | None = None):
         finally:
             plt.close(fig)
     return fig
+
+
+def plot_seed_curves(agg: dict, path: str | Path | None = None):
+    """Curves of a several-seed run (``linsam.cifar.results/1+seeds``, :func:`linsam.cifar.train.aggregate_seeds`):
+    test accuracy against epoch per method (mean over seeds, band: min to max over seeds, dot:
+    the mean peak), and train accuracy on the clean subset (solid) and on the noisy subset
+    against the noisy labels (dashed: memorisation), means over seeds.
+
+    Epochs are averaged only where every seed reached them. Saves atomically to ``path`` when
+    given; returns the figure. Raises ``ImportError`` naming matplotlib when it is missing.
+    """
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise ImportError(f"the CIFAR figure needs matplotlib ({err})") from err
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (a_test, a_train) = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
+    n_seeds = 0
+    for m, r in agg.get("methods", {}).items():
+        runs = [s["curves"] for s in (r.get("seeds") or {}).values() if s.get("curves", {}).get("epoch")]
+        if not runs:
+            continue
+        n_seeds = max(n_seeds, len(runs))
+        k = min(len(c["epoch"]) for c in runs)
+        x = runs[0]["epoch"][:k]
+        curve = lambda key: np.asarray([c[key][:k] for c in runs], float)  # noqa: E731
+        c, lab = COLORS.get(m, None), LABELS.get(m, m)
+        test = curve("test_acc")
+        a_test.plot(x, test.mean(0), color=c, label=lab)
+        a_test.fill_between(x, test.min(0), test.max(0), color=c, alpha=0.18, lw=0)
+        i = int(np.argmax(test.mean(0)))
+        a_test.plot([x[i]], [test.mean(0)[i]], "o", color=c, ms=4)
+        a_train.plot(x, curve("train_acc_clean").mean(0), color=c, label=f"{lab} clean")
+        a_train.plot(x, curve("train_acc_noisy").mean(0), color=c, ls="--", label=f"{lab} noisy (fit)")
+    a_test.set(title=f"test accuracy (all test images; mean over {n_seeds} seeds, band min-max, dot: peak of the mean)",
+               xlabel="epoch", ylabel="accuracy")
+    a_train.set(title="train accuracy: clean subset (solid); noisy subset vs its noisy label (dashed)",
+                xlabel="epoch", ylabel="accuracy")
+    for a in (a_test, a_train):
+        a.grid(alpha=0.3)
+        a.title.set_fontsize(9)
+        if a.lines:
+            a.legend(fontsize=7, ncol=2 if a is a_train else 1)
+    if path is not None:
+        from linsam._src.atomic import atomic_path
+
+        try:
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=120, format="png")
+        finally:
+            plt.close(fig)
+    return fig

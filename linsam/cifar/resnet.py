@@ -209,6 +209,9 @@ def head_kernel(params):
 def make_model(net: ResNet18) -> Generic:
     r"""The model definition of ``net`` (:class:`linsam.models.Generic`): what every rule differentiates.
 
+    ``net`` is a :class:`ResNet18` or any module with its interface (``features``, a dense
+    ``head``, ``norm``): the small CPU networks of :mod:`linsam.cifar.small` too.
+
     ``params`` is the Flax ``'params'`` collection. ``apply`` runs ONE example (it adds and
     removes a batch axis of 1), so per-example rules (1-SAM, L-SAM, J-SAM, J-reg) see exactly
     :math:`f(\theta + \epsilon_i, x_i)` with a per-example-safe norm. ``apply_batch`` runs the
@@ -242,7 +245,7 @@ def make_model(net: ResNet18) -> Generic:
             return net.apply({"params": params}, X)
 
         def features(params, x):
-            return net.apply({"params": params}, x[None], method=ResNet18.features)[0]
+            return net.apply({"params": params}, x[None], method=type(net).features)[0]
 
     return Generic(apply=apply, loss_from_logits=rules.softmax_cross_entropy, num_classes=net.num_classes,
                    features=features, last_layer=head_kernel, apply_batch=apply_batch)

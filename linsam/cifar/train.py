@@ -93,6 +93,7 @@ from linsam.cifar.resnet import (
     init_variables,
     make_model,
 )
+from linsam.cifar.small import SMALL_ARCHS, init_small_variables, make_small_model, small_net
 
 #: The method names, in the library's canonical order (:data:`linsam.rules.METHODS`).
 METHODS = rules.METHODS
@@ -102,6 +103,13 @@ PER_EXAMPLE_METHODS = tuple(c.name for c in (rules.OneSAM, rules.LSAM, rules.JSA
 #: rule runs in float32 whatever the compute dtype (:func:`rule_compute_dtype`).
 PERTURBED_METHODS = tuple(c.name for c in (rules.NSAM, rules.OneSAM, rules.LSAM, rules.JSAM))
 SCHEDULES = ("cosine", "step", "constant")
+#: Network families (``--arch``): the ResNet-18 family, and the small CPU networks of
+#: :mod:`linsam.cifar.small` (a ReLU MLP on the pixels, a small CNN).
+ARCHS = ("resnet",) + SMALL_ARCHS
+#: ``norm`` of the small networks (they have no normalisation layer).
+NO_NORM = "none"
+#: Largest ``depth`` (conv stages) of the small CNN: 32x32 pooled 2x2 five times is 1x1.
+MAX_CNN_DEPTH = 5
 SCHEMA = "linsam.cifar.results/1"
 
 
@@ -140,7 +148,10 @@ class CifarConfig:
     ``eval_train_size``: how many of the (subset) training images the per-epoch train
     metrics use (None: all); ``time_limit_s``: stop after the last epoch that fits in this
     wall-clock budget (counted from the start of the method, compile included);
-    ``lam_last``/``lam_act`` None: Proposition 4.1 defaults (see module doc).
+    ``lam_last``/``lam_act`` None: Proposition 4.1 defaults (see module doc). ``arch``:
+    ``resnet`` (``depth`` 18/10/6, ``width`` channels of the first stage), ``mlp`` (``depth``
+    hidden layers of ``width`` units) or ``cnn`` (``depth`` conv stages, ``width`` channels
+    of the first); the small networks (:mod:`linsam.cifar.small`) take ``norm="none"``.
     """
 
     method: str = "gd"
@@ -167,6 +178,7 @@ class CifarConfig:
     seed: int = 0
     time_limit_s: float | None = None
     log_every: int = 100
+    arch: str = "resnet"
 
     def replace(self, **kw) -> "CifarConfig":
         return dataclasses.replace(self, **kw)
@@ -182,7 +194,7 @@ FLAG_OF_FIELD = {
     "width": "--width", "depth": "--depth", "norm": "--norm", "compute_dtype": "--dtype", "chunk_size": "--chunk-size",
     "augment": "--no-augment", "train_subset": "--train-subset", "eval_train_size": "--eval-train-size",
     "eval_batch_size": "--eval-batch-size", "seed": "--seed", "time_limit_s": "--time-limit",
-    "log_every": "--log-every",
+    "log_every": "--log-every", "arch": "--arch",
 }
 
 
@@ -232,15 +244,23 @@ def validate_config(cfg: CifarConfig) -> CifarConfig:
             raise _err(f, f"must be a finite number >= 0 (or omitted for the Prop. 4.1 default), got {v!r}")
     if cfg.time_limit_s is not None and (not _is_real(cfg.time_limit_s) or cfg.time_limit_s <= 0):
         raise _err("time_limit_s", f"must be a number of seconds > 0, got {cfg.time_limit_s!r}")
-    if cfg.depth not in STAGE_SIZES:
-        raise _err("depth", f"must be one of {', '.join(map(str, STAGE_SIZES))}, got {cfg.depth!r}")
+    if cfg.arch not in ARCHS:
+        raise _err("arch", f"must be one of {', '.join(ARCHS)}, got {cfg.arch!r}")
+    if cfg.arch == "resnet" and cfg.depth not in STAGE_SIZES:
+        raise _err("depth", f"must be one of {', '.join(map(str, STAGE_SIZES))} for --arch resnet, got {cfg.depth!r}")
+    if cfg.arch == "mlp" and (not _is_int(cfg.depth) or cfg.depth < 1):
+        raise _err("depth", f"(hidden layers of the MLP) must be an integer >= 1, got {cfg.depth!r}")
+    if cfg.arch == "cnn" and (not _is_int(cfg.depth) or not 1 <= cfg.depth <= MAX_CNN_DEPTH):
+        raise _err("depth", f"(conv stages of the CNN) must be an integer in [1, {MAX_CNN_DEPTH}], got {cfg.depth!r}")
     if cfg.schedule not in SCHEDULES:
         raise _err("schedule", f"must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
-    if cfg.norm not in NORMS:
-        raise _err("norm", f"must be one of {', '.join(NORMS)}, got {cfg.norm!r}")
+    if cfg.arch == "resnet" and cfg.norm not in NORMS:
+        raise _err("norm", f"must be one of {', '.join(NORMS)} for --arch resnet, got {cfg.norm!r}")
+    if cfg.arch != "resnet" and cfg.norm != NO_NORM:
+        raise _err("norm", f"must be {NO_NORM!r} for --arch {cfg.arch} (it has no normalisation layer), got {cfg.norm!r}")
     if cfg.compute_dtype not in COMPUTE_DTYPES:
         raise _err("compute_dtype", f"must be one of {', '.join(COMPUTE_DTYPES)}, got {cfg.compute_dtype!r}")
-    if cfg.norm not in PER_EXAMPLE_NORMS and cfg.method in PER_EXAMPLE_METHODS:
+    if cfg.norm not in PER_EXAMPLE_NORMS + (NO_NORM,) and cfg.method in PER_EXAMPLE_METHODS:
         raise _err("norm", f"{cfg.norm!r} couples the examples of a batch; method {cfg.method} needs a "
                            f"per-example norm ({', '.join(PER_EXAMPLE_NORMS)})")
     if not isinstance(cfg.augment, bool):
@@ -255,6 +275,8 @@ def config_dict(cfg: CifarConfig) -> dict:
 def config_hash(cfg: CifarConfig, data_fingerprint: str) -> str:
     """Hash of everything that determines a run's numbers (for safe resume)."""
     d = {k: v for k, v in config_dict(cfg).items() if k not in _NON_RESULT_FIELDS}
+    if d.get("arch") == "resnet":  # the field came later: ResNet checkpoints keep their hash
+        del d["arch"]
     d["data"] = data_fingerprint
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -314,6 +336,13 @@ def prepare_data(ds: cdata.CIFAR10, cfg: CifarConfig) -> PreparedData:
 
 
 # ----------------------------------------------------------------------------- model + optimizer
+
+
+def model_arch_name(cfg: CifarConfig) -> str:
+    """The network's name in the results: ``resnet18-cifar``, ``mlp1x512``, ``cnn3x16``."""
+    if cfg.arch == "resnet":
+        return f"resnet{cfg.depth}-cifar"
+    return f"{cfg.arch}{cfg.depth}x{cfg.width}"
 
 
 def steps_per_epoch(cfg: CifarConfig, n_train: int) -> int:
@@ -399,8 +428,13 @@ class ProgramSpec(NamedTuple):
     compute_dtype: str
     augment: bool
     rule_dtype: str = ""
+    arch: str = "resnet"
 
-    def net(self) -> ResNet18:
+    def net(self):
+        """The Flax module: :class:`ResNet18`, or a small network (:func:`linsam.cifar.small.small_net`)."""
+        if self.arch != "resnet":
+            return small_net(self.arch, width=self.width, depth=self.depth, compute_dtype=self.compute_dtype,
+                             num_classes=cdata.NUM_CLASSES)
         return ResNet18(num_classes=cdata.NUM_CLASSES, width=self.width, norm=self.norm,
                         compute_dtype=self.compute_dtype, stage_sizes=STAGE_SIZES[self.depth])
 
@@ -408,7 +442,7 @@ class ProgramSpec(NamedTuple):
 def program_spec(cfg: CifarConfig) -> ProgramSpec:
     """The :class:`ProgramSpec` of a config."""
     return ProgramSpec(cfg.method, cfg.width, cfg.depth, cfg.norm, cfg.compute_dtype, cfg.augment,
-                       rule_compute_dtype(cfg.method, cfg.compute_dtype))
+                       rule_compute_dtype(cfg.method, cfg.compute_dtype), cfg.arch)
 
 
 def _net_spec(spec: ProgramSpec) -> ProgramSpec:
@@ -423,8 +457,10 @@ def rule_spec(spec: ProgramSpec) -> ProgramSpec:
 
 @functools.lru_cache(maxsize=None)
 def rule_model(spec: ProgramSpec):
-    """The (cached, so jit caches hit) :class:`linsam.models.Generic` model of a spec's network."""
-    return make_model(spec.net())
+    """The (cached, so jit caches hit) :class:`linsam.models.Generic` model of a spec's network
+    (the MLP's carries the closed forms of 1-SAM, L-SAM and J-SAM: :mod:`linsam.cifar.small`)."""
+    net = spec.net()
+    return make_model(net) if spec.arch == "resnet" else make_small_model(net)
 
 
 @functools.lru_cache(maxsize=None)
@@ -470,7 +506,7 @@ def _eval_program(spec: ProgramSpec):
 
     def ev(variables, xb, mean, std):
         X = cdata.preprocess(xb, mean, std)
-        logits, phi = net.apply(variables, X, train=False, method=ResNet18.logits_and_features)
+        logits, phi = net.apply(variables, X, train=False, method=type(net).logits_and_features)
         return logits, jnp.sqrt(jnp.sum(jnp.square(phi), axis=-1))
 
     return jax.jit(ev)
@@ -607,7 +643,8 @@ class Trainer:
 
     # -- state
     def init_state(self) -> TrainState:
-        variables = init_variables(self.net, self.cfg.seed)
+        variables = (init_variables(self.net, self.cfg.seed) if self.cfg.arch == "resnet"
+                     else init_small_variables(self.net, self.cfg.seed, tuple(self.data.x_train.shape[1:])))
         params = variables["params"]
         bstats = variables.get("batch_stats", {})
         opt_state = make_optimizer(linsam.optax.from_method(self.method, self.model), 0.0, 0.0, 0.0).init(params)
@@ -932,7 +969,7 @@ def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike,
             "linsam_version": linsam.__version__,
             "device": device_description(),
             "data": data.info,
-            "model": {"arch": f"resnet{cfg.depth}-cifar", "width": cfg.width, "norm": cfg.norm,
+            "model": {"arch": model_arch_name(cfg), "width": cfg.width, "norm": cfg.norm,
                       "compute_dtype": cfg.compute_dtype, "rule_compute_dtype": trainer.spec.rule_dtype,
                       "n_params": count_params(state.params)},
             "steps_per_epoch": trainer.steps,
@@ -1204,4 +1241,179 @@ def finalize(out_dir: str | os.PathLike, *, work_dir: str | os.PathLike | None =
     agg = aggregate(out, work_dir=work)
     if plot:
         draw_figure(agg, out)
+    return agg
+
+
+# ----------------------------------------------------------------------------- several seeds
+
+SEEDS_SCHEMA = SCHEMA + "+seeds"
+#: Per-epoch curves kept for each method and seed in the several-seed results.
+CURVE_KEYS = ("test_acc", "test_loss", "train_acc", "train_acc_clean", "train_acc_noisy", "train_acc_noisy_true",
+              "train_loss", "last_layer_norm", "feature_norm", "epoch_time_s", "eval_time_s")
+
+
+def _seed_dir(work: Path, seed: int) -> Path:
+    return work / f"seed_{int(seed)}"
+
+
+def _interval(ci) -> dict:
+    return {"mean": float(ci.mean), "lo": float(ci.lo), "hi": float(ci.hi), "n": int(ci.n)}
+
+
+def aggregate_seeds(out_dir: str | os.PathLike, seeds, *, work_dir: str | os.PathLike | None = None,
+                    extra: dict | None = None) -> dict:
+    r"""Combine the per-seed aggregates ``work_dir/seed_<s>/results.json`` (written by
+    :func:`run`) into ``out_dir/results.json`` (atomic; schema ``linsam.cifar.results/1+seeds``).
+
+    ``methods[<name>]``: ``peak_test_acc`` (mean over the seeds that ran the method) with
+    ``peak_test_acc_ci`` (Student-t 95%, :func:`linsam.stats.mean_ci`), ``gain_over_gd``
+    (the paired difference of peak test accuracies, seed by seed, with its 95% interval:
+    :func:`linsam.stats.paired_diff_ci`), means of ``peak_epoch``, ``final_test_acc``,
+    ``final_train_acc_clean``, ``final_train_acc_noisy``; ``config``, ``data``, ``model`` of
+    the first seed (the fields C8 reads); and ``seeds[<s>]``: that seed's peak test accuracy,
+    its epoch, final accuracy, clean and noisy train accuracy (final and at the peak), status,
+    and the per-epoch ``curves``. ``extra`` (e.g. the call's wall and CPU time) is stored as is.
+    """
+    from linsam import stats
+
+    out = Path(out_dir)
+    work = Path(work_dir) if work_dir is not None else out
+    per_seed = {}
+    for s in seeds:
+        f = _seed_dir(work, s) / "results.json"
+        if f.exists():
+            per_seed[int(s)] = json.loads(f.read_text())
+    order = [m for m in METHODS if any(m in a["methods"] for a in per_seed.values())]
+    agg = {"schema": SEEDS_SCHEMA, "linsam_version": linsam.__version__, "versions": _versions(),
+           "device": device_description(), "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+           "seeds": [int(s) for s in seeds], "seeds_run": sorted(per_seed), "methods": {}, "gaps": {}, "paired": {}}
+    for m in order:
+        runs = {s: a["methods"][m] for s, a in per_seed.items() if m in a["methods"]}
+        table = {}
+        for s, r in runs.items():
+            ep = r.get("epochs") or []
+            i = None if r.get("peak_epoch") is None else int(r["peak_epoch"]) - 1
+            table[s] = {
+                "peak_test_acc": r.get("peak_test_acc"), "peak_epoch": r.get("peak_epoch"),
+                "final_test_acc": r.get("final_test_acc"), "completed_epochs": r.get("completed_epochs"),
+                "final_train_acc_clean": ep[-1]["train_acc_clean"] if ep else None,
+                "final_train_acc_noisy": ep[-1]["train_acc_noisy"] if ep else None,
+                "peak_train_acc_clean": ep[i]["train_acc_clean"] if ep and i is not None else None,
+                "peak_train_acc_noisy": ep[i]["train_acc_noisy"] if ep and i is not None else None,
+                "status": r.get("status"), "stop_reason": r.get("stop_reason"),
+                "mean_epoch_time_s": r.get("mean_epoch_time_s"), "realised_rate": (r.get("data") or {}).get("realised_rate"),
+                "lam_last": r.get("lam_last"), "lam_act": r.get("lam_act"),
+                "curves": {"epoch": [e["epoch"] for e in ep], **{k: [e.get(k) for e in ep] for k in CURVE_KEYS}},
+            }
+
+        def mean_of(key):
+            v = [t[key] for t in table.values() if t[key] is not None]
+            return float(np.mean(v)) if v else None
+
+        peaks = [t["peak_test_acc"] for t in table.values() if t["peak_test_acc"] is not None]
+        first = runs[min(runs)]
+        statuses = {t["status"] for t in table.values()}
+        agg["methods"][m] = {
+            "peak_test_acc": float(np.mean(peaks)) if peaks else None,
+            "peak_test_acc_ci": _interval(stats.mean_ci(peaks)) if peaks else None,
+            "peak_epoch": mean_of("peak_epoch"), "final_test_acc": mean_of("final_test_acc"),
+            "final_train_acc_clean": mean_of("final_train_acc_clean"),
+            "final_train_acc_noisy": mean_of("final_train_acc_noisy"),
+            "peak_train_acc_noisy": mean_of("peak_train_acc_noisy"),
+            "completed_epochs": min((t["completed_epochs"] or 0) for t in table.values()),
+            "mean_epoch_time_s": mean_of("mean_epoch_time_s"),
+            "status": statuses.pop() if len(statuses) == 1 else "mixed",
+            "n_seeds": len(table), "config": {k: v for k, v in first["config"].items() if k != "seed"},
+            "data": first["data"], "model": first["model"], "preset": first.get("preset"),
+            "seeds": {str(s): t for s, t in sorted(table.items())},
+        }
+    base = agg["methods"].get("gd")
+    for m, r in agg["methods"].items():
+        if m == "gd" or base is None:
+            continue
+        pairs = [(r["seeds"][s]["peak_test_acc"], base["seeds"][s]["peak_test_acc"]) for s in r["seeds"]
+                 if s in base["seeds"] and r["seeds"][s]["peak_test_acc"] is not None
+                 and base["seeds"][s]["peak_test_acc"] is not None]
+        if pairs:
+            a, b = np.asarray(pairs, float).T
+            r["gain_over_gd"] = _interval(stats.paired_diff_ci(a, b))
+            agg["gaps"][f"{m}_minus_gd"] = r["gain_over_gd"]["mean"]
+            agg["paired"][f"{m}_minus_gd"] = r["gain_over_gd"]
+    shared = [{k: v for k, v in r["config"].items() if k not in ("method", "lam_last", "lam_act", "time_limit_s")}
+              for r in agg["methods"].values()]
+    agg["comparable"] = (all(s == shared[0] for s in shared)
+                         and all(a.get("comparable", True) for a in per_seed.values()))
+    agg.update(extra or {})
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "results.json", agg)
+    return agg
+
+
+def draw_seed_figure(agg: dict, out_dir: str | os.PathLike) -> bool:
+    """``out_dir/curves.png`` of a several-seed run (:func:`linsam.cifar.plot.plot_seed_curves`);
+    a failure is a warning, as in :func:`draw_figure`."""
+    try:
+        from linsam.cifar.plot import plot_seed_curves
+
+        plot_seed_curves(agg, Path(out_dir) / "curves.png")
+        return True
+    except Exception as err:  # noqa: BLE001 - the figure is optional by design
+        print(f"[cifar] warning: figure not drawn ({type(err).__name__}: {err}); the results are unaffected",
+              file=sys.stderr, flush=True)
+        return False
+
+
+def _usage() -> dict:
+    """CPU seconds (user + system) of this process and its finished children."""
+    import resource
+
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"cpu_user_s": s.ru_utime + c.ru_utime, "cpu_system_s": s.ru_stime + c.ru_stime}
+
+
+def run_seeds(configs: list[CifarConfig], seeds, out_dir: str | os.PathLike, *, data_path=None,
+              dataset: cdata.CIFAR10 | None = None, work_dir: str | os.PathLike | None = None,
+              deadline: float | None = None, time_shares: dict | None = None, plot: bool = True,
+              verbose: bool = True, fresh: bool = False, extra_info: dict | None = None,
+              started: float | None = None) -> dict:
+    """Run the methods of ``configs`` once per seed (each seed's data subset, label noise and
+    initial weights from that seed), then combine them with paired intervals over the seeds.
+
+    Seed ``s`` is a whole :func:`run` into ``work_dir/seed_<s>/`` (default ``work_dir =
+    out_dir``; its per-method results and checkpoints, and its own aggregate); after each seed
+    ``out_dir/results.json`` (:func:`aggregate_seeds`) and ``out_dir/curves.png`` are rewritten.
+    The data are loaded once. ``deadline`` (:func:`time.monotonic`) ends the whole call: each
+    seed gets an equal part of the time left, split over its methods by ``time_shares``.
+    ``started`` (a :func:`time.monotonic` value, e.g. the process start) gives the call's wall
+    time in the results (``run.wall_s``, with the process's CPU seconds). Returns the aggregate.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise ValueError(f"--seeds must list distinct integers >= 0, got {seeds}")
+    configs = [validate_config(c.replace(seed=seeds[0])) for c in configs]
+    started = time.monotonic() if started is None else started
+    if dataset is None:
+        cdata.check_data_path(data_path)
+        dataset = cdata.load_cifar10(data_path, verbose=verbose)
+    out = Path(out_dir)
+    work = Path(work_dir) if work_dir is not None else out
+    agg = None
+    for i, s in enumerate(seeds):
+        now = time.monotonic()
+        dl = None if deadline is None else now + max(deadline - now, 0.0) / (len(seeds) - i)
+        if verbose:
+            print(f"[cifar] seed {s} ({i + 1}/{len(seeds)})", flush=True)
+        run([c.replace(seed=s) for c in configs], _seed_dir(work, s), dataset=dataset, work_dir=_seed_dir(work, s),
+            deadline=dl, time_shares=time_shares, plot=False, verbose=verbose, fresh=fresh, extra_info=extra_info)
+        extra = {"preset": (extra_info or {}).get("preset"),
+                 "run": {"wall_s": time.monotonic() - started, **_usage(), "complete": i == len(seeds) - 1}}
+        agg = aggregate_seeds(out, seeds, work_dir=work, extra=extra)
+        if plot:
+            draw_seed_figure(agg, out)
+    if verbose and agg is not None:
+        for m, r in agg["methods"].items():
+            ci, g = r["peak_test_acc_ci"], r.get("gain_over_gd")
+            gain = "" if g is None else f"; paired gain over SGD {g['mean']:+.4f} [{g['lo']:+.4f}, {g['hi']:+.4f}]"
+            print(f"[cifar] {m}: peak test acc {ci['mean']:.4f} [{ci['lo']:.4f}, {ci['hi']:.4f}] over {ci['n']} seeds "
+                  f"(mean peak epoch {r['peak_epoch']:.1f}){gain}", flush=True)
     return agg

@@ -41,7 +41,11 @@ weight norm, penultimate activation norm, time per epoch) to OUT/<method>/result
 OUT/results.json (peak test accuracy and its epoch per method), checkpoint every epoch and
 resume, and draw OUT/curves.png. With --work-dir, the per-method results and checkpoints go
 there and OUT holds only results.json and curves.png. Presets: paper (the reported setting),
-budget (fits one 5.5-minute H200 call: a 330 s guard, 310 s planned), tiny (CPU smoke run). Flags override the preset."""
+budget (fits one 5.5-minute H200 call: a 330 s guard, 310 s planned), tiny (CPU smoke run), cpu (the
+whole comparison on 2 CPU cores in under 30 minutes: an MLP, 10,000 images, three seeds, paired
+intervals; a CPU proxy, not ResNet-18). Flags override the preset. With several seeds (--seeds, or the
+cpu preset) each seed runs into WORK/seed_<s>/ and OUT/results.json holds every seed and the paired
+95% intervals over them."""
 
 
 def _int_or_none(text: str):
@@ -53,7 +57,8 @@ def _int_or_none(text: str):
 def register(subparsers) -> None:
     p = subparsers.add_parser("cifar", help="CIFAR-10 ResNet-18 label-noise comparison (needs flax, optax, pillow)",
                               description=DESCRIPTION)
-    p.add_argument("--preset", default="paper", help="paper | budget | tiny (default: paper)")
+    p.add_argument("--preset", default="paper", help="paper | budget | tiny | cpu (default: paper)")
+    p.add_argument("--arch", help="resnet | mlp | cnn (preset cpu: mlp)")
     p.add_argument("--method",
                    help="comma-separated, the library's names: gd (SGD), nsam, one_sam, lsam, jsam, jreg, "
                         "jreg_fixed (default: the preset's)")
@@ -82,6 +87,8 @@ def register(subparsers) -> None:
                    help="training images used for the per-epoch train metrics ('all')")
     p.add_argument("--eval-batch-size", type=int, dest="eval_batch_size")
     p.add_argument("--seed", type=int)
+    p.add_argument("--seeds", help="comma-separated seeds, one run each, combined with paired intervals "
+                                   "(preset cpu: 0,1,2)")
     p.add_argument("--time-limit", type=float, dest="time_limit_s",
                    help="seconds per method (compile included); stops after the last epoch that fits")
     p.add_argument("--total-time-limit", dest="total_time_limit_s",
@@ -103,7 +110,7 @@ def register(subparsers) -> None:
 
 _FIELDS = ("noise_rate", "noise_kind", "epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule", "rho",
            "lam_last", "lam_act", "width", "depth", "norm", "compute_dtype", "chunk_size", "train_subset",
-           "eval_train_size", "eval_batch_size", "seed", "log_every")
+           "eval_train_size", "eval_batch_size", "seed", "log_every", "arch")
 
 
 def build_configs(args) -> tuple[list, dict]:
@@ -139,6 +146,28 @@ def build_configs(args) -> tuple[list, dict]:
     if len({c.method for c in configs}) != len(configs):
         raise ValueError(f"--method lists a method twice: {methods_text!r}")
     return configs, fields
+
+
+def build_seeds(args) -> list[int] | None:
+    """The seeds of a several-seed run (``--seeds``, else the preset's), or None (one run,
+    ``--seed``). ValueError naming the flag."""
+    from linsam.cifar import presets
+
+    text = getattr(args, "seeds", None)
+    if text is not None and getattr(args, "seed", None) is not None:
+        raise ValueError("--seed and --seeds contradict each other (give one)")
+    if text is None:
+        preset = presets.preset_seeds(args.preset)
+        if preset is None:
+            return None
+        return [args.seed] if getattr(args, "seed", None) is not None else list(preset)
+    try:
+        seeds = [int(x) for x in (y.strip() for y in str(text).split(",")) if x]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers >= 0, got {text!r}") from None
+    if not seeds or any(x < 0 for x in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds must list distinct integers >= 0, got {text!r}")
+    return seeds
 
 
 def build_timing(args) -> tuple[float | None, dict | None]:
@@ -212,6 +241,7 @@ def main(args) -> int:
 
     try:
         configs, _ = build_configs(args)
+        seeds = build_seeds(args)
         total, shares = build_timing(args)
         data_path = cdata.check_data_path(args.data)
         out = Path(args.out)
@@ -225,9 +255,14 @@ def main(args) -> int:
     deadline = None if total is None else process_start_monotonic() + total
     try:
         with _SigtermAsException(ctrain.Terminated):
-            ctrain.run(configs, out, data_path=data_path, fresh=args.fresh, stop_after_epochs=args.stop_after,
-                       verbose=not args.quiet, plot=not args.no_plot, extra_info={"preset": args.preset},
-                       work_dir=work, deadline=deadline, time_shares=shares)
+            if seeds is not None:
+                ctrain.run_seeds(configs, seeds, out, data_path=data_path, fresh=args.fresh, verbose=not args.quiet,
+                                 plot=not args.no_plot, extra_info={"preset": args.preset}, work_dir=work,
+                                 deadline=deadline, time_shares=shares, started=process_start_monotonic())
+            else:
+                ctrain.run(configs, out, data_path=data_path, fresh=args.fresh, stop_after_epochs=args.stop_after,
+                           verbose=not args.quiet, plot=not args.no_plot, extra_info={"preset": args.preset},
+                           work_dir=work, deadline=deadline, time_shares=shares)
     except (ValueError, FileNotFoundError) as err:  # e.g. a corrupt archive found while decoding
         print(f"linsam cifar: error: {err}", file=sys.stderr)
         return 2

@@ -1,10 +1,10 @@
 """``linsam reproduce``, ``linsam check`` and ``linsam figures``: the paper's claims and figures.
 
     linsam reproduce [--quick | --full] [--out DIR] [--cifar-results FILE] [--seed N]
-        derivation proofs + paper checks C1..C9 + figures F1..F7, F9; writes DIR/report.md,
+        derivation proofs + paper checks C1..C10 + figures F1..F9; writes DIR/report.md,
         DIR/report.json and DIR/figures/*.png|pdf (atomically); exit 0 only if every
         must-hold claim holds and every derivation is proved
-    linsam check [C1 ... C9] [--quick | --full] [--config FILE] [--out DIR]
+    linsam check [C1 ... C10] [--quick | --full] [--config FILE] [--out DIR]
         the claims only (all by default); prints the table, --out writes the report
     linsam figures [F1 ... F9] [--quick | --full] [--config FILE] [--out DIR]
         the figures only (all by default) into DIR (default out/figures)
@@ -305,21 +305,21 @@ def _seed(text: str) -> int:
 
 def register(subparsers) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
-    p = subparsers.add_parser("reproduce", help="run the derivations, the paper checks C1-C9 and the figures F1-F7, F9; "
+    p = subparsers.add_parser("reproduce", help="run the derivations, the paper checks C1-C10 and the figures F1-F9; "
                                                 "write a report (the main job)", description=__doc__, formatter_class=fmt)
     _common(p, out_default="out/reproduce", cifar=True)
     p.set_defaults(func=run_reproduce)
 
-    c = subparsers.add_parser("check", help="run paper checks C1-C9 (all by default) and print the claims table",
+    c = subparsers.add_parser("check", help="run paper checks C1-C10 (all by default) and print the claims table",
                               description=__doc__, formatter_class=fmt)
-    c.add_argument("names", nargs="*", metavar="ID", help="claims to run (C1 ... C9)")
+    c.add_argument("names", nargs="*", metavar="ID", help="claims to run (C1 ... C10)")
     c.add_argument("--list", action="store_true", help="list the claims and exit")
     _common(c, out_default=None, cifar=True)
     c.set_defaults(func=run_check)
 
-    f = subparsers.add_parser("figures", help="draw figures F1-F7, F9 (all by default)", description=__doc__,
+    f = subparsers.add_parser("figures", help="draw figures F1-F9 (all by default)", description=__doc__,
                               formatter_class=fmt)
-    f.add_argument("names", nargs="*", metavar="ID", help="figures to draw (F1 ... F7, F9)")
+    f.add_argument("names", nargs="*", metavar="ID", help="figures to draw (F1 ... F9)")
     f.add_argument("--list", action="store_true", help="list the figures and exit")
     _common(f, out_default="out/figures", cifar=False)
     f.set_defaults(func=run_figures)

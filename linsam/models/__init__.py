@@ -1,6 +1,6 @@
 r"""One definition per model: every formula of a model lives in its class, once.
 
-``LogReg()``, ``Softmax(num_classes=K)``, ``DLN(hidden=h)`` (closed forms) and
+``LogReg()``, ``Softmax(num_classes=K)``, ``DLN(hidden=h)``, ``MLP(hidden=(h,))`` / ``MLP(hidden=(h1, h2))`` (ReLU, closed forms) and
 ``Generic(apply, loss_from_logits, ...)`` (any pytree model, members by autodiff). Each is a
 frozen, hashable dataclass (a static argument of ``jit``) with the members ``apply``,
 ``apply_batch``, ``loss_from_logits``, ``num_classes``, ``init``, ``margins``,
@@ -8,6 +8,6 @@ frozen, hashable dataclass (a static argument of ``jit``) with the members ``app
 and ``closed_forms`` (see docs/architecture.md). The code lives in ``linsam._src.models``.
 """
 
-from linsam._src.models import DLN, DLNParams, Generic, LogReg, SAMPoint, Softmax, hypot, row_norms, vector_norm  # noqa: F401
+from linsam._src.models import DLN, DLNParams, MLP, Generic, LogReg, MLPParams, SAMPoint, Softmax, hypot, row_norms, vector_norm  # noqa: F401
 
-__all__ = ["LogReg", "Softmax", "DLN", "DLNParams", "Generic", "SAMPoint", "row_norms", "vector_norm", "hypot"]
+__all__ = ["LogReg", "Softmax", "DLN", "DLNParams", "MLP", "MLPParams", "Generic", "SAMPoint", "row_norms", "vector_norm", "hypot"]

@@ -15,10 +15,10 @@ import numpy as np
 
 from linsam._src import rules
 from linsam._src.data import MixtureSpec, NoiseSpec
-from linsam._src.models import DLN, LogReg
+from linsam._src.models import DLN, MLP, LogReg, Softmax
 from linsam._src.validate import check_method, check_nonnegative, check_positive, check_positive_int, check_rho
 
-MODELS = ("logreg", "dln")
+MODELS = ("logreg", "dln", "mlp", "softmax")
 
 
 def _check_name(name) -> None:
@@ -41,7 +41,12 @@ class SimConfig:
 
     Attributes:
       name, description: labels written with the results.
-      model: ``"logreg"`` or ``"dln"``.
+      model: ``"logreg"``, ``"dln"``, ``"mlp"`` (:class:`~linsam.models.MLP`, ReLU, widths
+        ``hidden`` and ``hidden2``) or ``"softmax"`` (:class:`~linsam.models.Softmax`, the
+        K-class linear softmax model, ``num_classes`` classes: data ``kind = "isotropic"``
+        becomes the K-class mixture with orthogonal means :math:`\|\mu\| e_k`
+        (:func:`linsam.data.multiclass_mixture`), noise ``"none"``, ``"symmetric"`` or
+        ``"cifar10_asymmetric"``; generic scan backend, ``test_acc`` on the held-out sample).
       methods: method names (:data:`linsam.rules.METHODS`).
       rhos: perturbation radii (>= 0); every method runs at every rho.
       num_seeds, seed_offset: seeds ``seed_offset, ..., seed_offset + num_seeds - 1``.
@@ -56,12 +61,23 @@ class SimConfig:
         ``record_every`` (0 = off); resolves an early peak (zero-init GD peaks at step 1)
         without paying for metrics at every step. ``steps - record_dense`` must be a
         multiple of ``record_every``.
-      hidden: DLN width h.
+      hidden: DLN width h; MLP: the first hidden layer's width.
+      hidden2: MLP only: the second hidden layer's width (0 = one hidden layer).
+      num_classes: softmax only: K (2 <= K <= data.d); the binary models keep 2.
+      test_size: models without an end-to-end linear map (the MLP), and data without a
+        closed-form population accuracy (``data.kind = "xor"``): ``test_acc`` is the accuracy
+        on a fixed clean test sample of this size, drawn per seed from the data model with
+        key ``fold_in(PRNGKey(seed), TEST_KEY)`` (:data:`linsam._src.engine.sweep.TEST_KEY`).
+        The linear models on Gaussian mixtures keep the exact population accuracy.
       lam_last, lam_act: ``jreg_fixed`` coefficients.
       lam_scale_by_rho: if true, ``jreg_fixed`` uses ``lam_last * rho`` and ``lam_act * rho``,
         so the rho axis sweeps its strength (selected like any other method's rho); with
         constants of the size of :math:`s_i/J_i` this is Proposition 4.1's coefficient
         :math:`\rho\,s_i/J_i` frozen at a typical value.
+      knob_scale: the controls' knobs on the rho axis (TOML table ``{method = factor}``;
+        sorted ``(name, factor)`` pairs here): at grid value rho, ``shifted_loss`` uses
+        C = factor * rho, ``large_step`` lr_mult = factor * rho, ``weight_decay`` decay =
+        factor * rho (factor 1 where not given). One rho grid then tunes every method.
       dtype: ``"float32"`` (sweeps) or ``"float64"`` (exact tests).
       seed_chunk: seeds per compiled call (0 = all at once); smaller chunks give progress
         lines and bound memory, and reuse the same compilation.
@@ -82,9 +98,13 @@ class SimConfig:
     record_every: int = 10
     record_dense: int = 0
     hidden: int = 32
+    hidden2: int = 0
+    num_classes: int = 2
+    test_size: int = 10000
     lam_last: float = 0.0
     lam_act: float = 0.0
     lam_scale_by_rho: bool = False
+    knob_scale: tuple = ()
     dtype: str = "float32"
     seed_chunk: int = 0
     data: MixtureSpec = MixtureSpec()
@@ -123,6 +143,8 @@ class SimConfig:
                 d[key] = tuple(d[key]) if not isinstance(d[key], str) else (d[key],)
         if "rhos" in d:
             d["rhos"] = tuple(float(r) for r in d["rhos"])
+        if isinstance(d.get("knob_scale"), Mapping):
+            d["knob_scale"] = tuple(sorted((str(k), float(v)) for k, v in d["knob_scale"].items()))
         return cls(data=data, noise=noise, meta=meta, **d).validate()
 
     def to_dict(self) -> dict:
@@ -133,6 +155,7 @@ class SimConfig:
         out["data"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.data._asdict().items()}
         out["noise"] = self.noise._asdict()
         out["meta"] = {k: _thaw(v) for k, v in self.meta}
+        out["knob_scale"] = dict(self.knob_scale)
         return out
 
     def replace(self, **changes) -> "SimConfig":
@@ -183,8 +206,42 @@ class SimConfig:
             raise ValueError(f"batch_size must be an integer in [0, n = {self.n}] (0 = full batch), got {self.batch_size!r}")
         check_nonnegative(self.init_scale, "init_scale")
         check_positive_int(self.hidden, "hidden")
+        if isinstance(self.hidden2, bool) or not isinstance(self.hidden2, (int, np.integer)) or self.hidden2 < 0:
+            raise ValueError(f"hidden2 must be an integer >= 0 (0 = one hidden layer), got {self.hidden2!r}")
+        if self.hidden2 and self.model != "mlp":
+            raise ValueError(f"hidden2 (a second hidden layer) applies to model 'mlp' only, got model {self.model!r}")
+        check_positive_int(self.num_classes, "num_classes", minimum=2)
+        if self.model != "softmax" and self.num_classes != 2:
+            raise ValueError(f"num_classes applies to model 'softmax' only (the other models are binary), got "
+                             f"num_classes={self.num_classes} with model {self.model!r}")
+        if self.model == "softmax":
+            from linsam._src.data import MULTICLASS_NOISE_KINDS
+
+            if self.data.kind != "isotropic" or self.data.norm_frac != 0.0 or self.data.norm_ratio != 1.0:
+                raise ValueError("model 'softmax' needs data.kind 'isotropic' without norm_frac/norm_ratio (the "
+                                 f"K-class mixture with orthogonal means), got data.kind {self.data.kind!r}")
+            if self.num_classes > self.data.d:
+                raise ValueError(f"num_classes must be <= data.d = {self.data.d} (orthogonal class means), "
+                                 f"got {self.num_classes}")
+            if self.noise.kind not in MULTICLASS_NOISE_KINDS:
+                raise ValueError(f"model 'softmax': noise.kind must be one of {', '.join(MULTICLASS_NOISE_KINDS)}, "
+                                 f"got {self.noise.kind!r}")
+            if self.noise.kind == "cifar10_asymmetric" and self.num_classes != 10:
+                raise ValueError(f"noise.kind 'cifar10_asymmetric' needs num_classes = 10, got {self.num_classes}")
+        elif self.noise.kind == "cifar10_asymmetric":
+            raise ValueError("noise.kind 'cifar10_asymmetric' applies to model 'softmax' (K-class labels) only")
+        check_positive_int(self.test_size, "test_size")
         check_nonnegative(self.lam_last, "lam_last")
         check_nonnegative(self.lam_act, "lam_act")
+        for pair in self.knob_scale:
+            if not (isinstance(pair, tuple) and len(pair) == 2):
+                raise ValueError(f"knob_scale must map method names to factors, got {self.knob_scale!r}")
+            name, factor = pair
+            knob = rules.METHOD_CLASSES[name].knob if name in rules.METHOD_CLASSES else None
+            if knob is None or knob == "rho":
+                raise ValueError(f"knob_scale: {name!r} is not a control with a knob; allowed: "
+                                 f"{[m for m, c in rules.METHOD_CLASSES.items() if c.knob not in (None, 'rho')]}")
+            check_positive(factor, f"knob_scale.{name}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if isinstance(self.seed_chunk, bool) or not isinstance(self.seed_chunk, (int, np.integer)) or self.seed_chunk < 0:
@@ -213,16 +270,22 @@ def _thaw(v):
 
 
 def model_of(config: SimConfig):
-    """The model value of ``config`` (:class:`linsam.models.LogReg` or :class:`~linsam.models.DLN`)."""
+    """The model value of ``config`` (:class:`linsam.models.LogReg`, :class:`~linsam.models.DLN`
+    or :class:`~linsam.models.MLP`)."""
+    if config.model == "softmax":
+        return Softmax(num_classes=int(config.num_classes))
+    if config.model == "mlp":
+        return MLP(hidden=(int(config.hidden),) + ((int(config.hidden2),) if config.hidden2 else ()))
     return LogReg() if config.model == "logreg" else DLN(hidden=int(config.hidden))
 
 
 def trains_with_rho(config: SimConfig, name: str) -> bool:
-    """Whether method ``name``'s *training* depends on rho (``gd`` and ``jreg_fixed`` unless
-    ``lam_scale_by_rho`` do not: they train once per seed)."""
+    """Whether method ``name``'s *training* depends on rho (``gd``, ``linear_loss`` and
+    ``jreg_fixed`` unless ``lam_scale_by_rho`` do not: they train once per seed; a control's
+    knob rides on rho, see ``knob_scale``)."""
     if name == "jreg_fixed":
         return bool(config.lam_scale_by_rho)
-    return rules.METHOD_CLASSES[name].uses_rho
+    return rules.METHOD_CLASSES[name].knob is not None
 
 
 def method_value(config: SimConfig, name: str, rho):
@@ -231,4 +294,8 @@ def method_value(config: SimConfig, name: str, rho):
         scale = rho if config.lam_scale_by_rho else 1.0
         return rules.JRegFixed(lam_last=config.lam_last * scale, lam_act=config.lam_act * scale)
     cls = rules.METHOD_CLASSES[name]
-    return cls(rho=rho) if cls.uses_rho else cls()
+    if cls.knob is None:
+        return cls()
+    if cls.knob == "rho":
+        return cls(rho=rho)
+    return cls(**{cls.knob: dict(config.knob_scale).get(name, 1.0) * rho})

@@ -1,15 +1,21 @@
 r"""The linear backend: full-batch rules of a linear model that are per-example reweightings.
 
-Where the model's closed form of a method is its GD kernel or its 1-SAM kernel (for
-:class:`linsam.models.LogReg`: ``gd``, ``jsam``, ``jreg`` and ``one_sam``, ``lsam``; see
-:func:`kind`), one step of run ``r`` (radius :math:`\rho_r`, 0 for the GD kernel) is
+Where the model's closed form of a method is one of its per-example reweighting kernels (for
+:class:`linsam.models.LogReg`: ``gd``, ``jsam``, ``jreg``; ``one_sam``, ``lsam``; and the
+controls ``linear_loss``, ``shifted_loss``, ``large_step``, ``weight_decay``; see
+:func:`kind`), one step of run ``r`` (:class:`Runs`: radius :math:`\rho_r`, constant shift
+:math:`c_r`, step multiplier :math:`m_r`, weight decay :math:`\lambda_r`) is
 
 .. math::
 
-    z = t \odot X w_r, \qquad C = \mathrm{margin\_shift}(z, \|x\|, \rho_r), \qquad
-    w_r \leftarrow w_r + \frac{\eta}{n} X^\top\big(t \odot \sigma(-z + C)\big)
+    z = t \odot X w_r, \qquad a = \mathrm{example\_weights}(z, \|x\|; \rho_r, c_r)
+      = \sigma(-z + C + c_r), \\
+    w_r \leftarrow (1 - \eta\lambda_r)\, w_r + \frac{\eta m_r}{n} X^\top\big(t \odot a\big)
 
-(``model.margin_shift``: Lemma 3.1's :math:`C_i = \rho\|x_i\|`, 0 where the gradient is 0).
+(``model.example_weights``; ``model.margin_shift``: Lemma 3.1's :math:`C_i = \rho\|x_i\|`, 0
+where the gradient is 0; :math:`c = \infty` is the linear loss, every weight 1).
+With weight decay the dual form carries :math:`w = \alpha w_0 + sX^\top A`,
+:math:`\alpha = (1-\eta\lambda)^k`, so below :math:`w_0 \to \alpha w_0`, :math:`M_0 \to \alpha M_0`.
 The ``R`` runs of one seed share its data, so a step is two GEMMs on :math:`W \in \mathbb
 R^{d\times R}` (**primal** form, :math:`4ndR` flops), or, since every update lies in the row
 space of :math:`X`, the logits follow :math:`M \leftarrow M + \frac{\eta}{n} K C` with the Gram
@@ -40,6 +46,7 @@ matrix). Same trajectory as the generic backend up to float rounding (tested in 
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -56,21 +63,58 @@ FORMS = ("auto", "primal", "dual")
 PRECISIONS = (None, "default", "high", "highest")
 
 
+#: The closed-form kernels the backend runs, by the method class whose kernel it is.
+KINDS = {"gd": rules.GD, "one_sam": rules.OneSAM, "linear_loss": rules.LinearLoss, "shifted_loss": rules.ShiftedLoss,
+         "large_step": rules.LargeStep, "weight_decay": rules.WeightDecay}
+#: Kinds whose training has no knob (one run per seed).
+ONCE_KINDS = ("gd", "linear_loss")
+
+
 def kind(model, method_cls) -> str | None:
-    """``"gd"`` or ``"one_sam"`` when the model's closed form of ``method_cls`` is its GD or
-    1-SAM kernel and the model is linear with a margin shift (the linear backend applies);
-    None otherwise."""
+    """The kind (a key of :data:`KINDS`) when the model's closed form of ``method_cls`` is the
+    model's kernel of that kind and the model is linear with per-example weights
+    (``example_weights``: the linear backend applies); None otherwise. For
+    :class:`~linsam.models.LogReg`: ``jsam``, ``jreg`` are ``"gd"``, ``lsam`` is ``"one_sam"``."""
     forms = getattr(model, "closed_forms", None)
-    if not forms or getattr(model, "margin_shift", None) is None or getattr(model, "end_to_end", None) is None:
+    if not forms or getattr(model, "example_weights", None) is None or getattr(model, "end_to_end", None) is None:
         return None
     kernel = forms.get(method_cls)
     if kernel is None:
         return None
-    if kernel is forms.get(rules.GD):
-        return "gd"
-    if kernel is forms.get(rules.OneSAM):
-        return "one_sam"
+    for name, cls in KINDS.items():
+        if kernel is forms.get(cls):
+            return name
     return None
+
+
+class Runs(NamedTuple):
+    r"""Per-run parameters of the linear backend, each ``(R,)``: one step of run r is
+
+    .. math::  w \leftarrow (1 - \eta\lambda_r)\, w + \frac{\eta m_r}{n} X^\top\big(t \odot
+               a(z; \rho_r, c_r)\big), \qquad a = \texttt{model.example\_weights}(z, \|x\|, \rho_r, c_r).
+    """
+
+    rho: jax.Array    # 1-SAM radius (0: none)
+    shift: jax.Array  # constant margin shift c (0: none; inf: the linear loss)
+    mult: jax.Array   # step multiplier m (1: none)
+    decay: jax.Array  # weight decay lambda (0: none)
+
+
+def run_parameters(kind_name: str, value) -> tuple[float, float, float, float]:
+    """``(rho, shift, mult, decay)`` of one run of kind ``kind_name`` for the method value ``value``."""
+    if kind_name == "gd":
+        return 0.0, 0.0, 1.0, 0.0
+    if kind_name == "one_sam":
+        return float(value.rho), 0.0, 1.0, 0.0
+    if kind_name == "linear_loss":
+        return 0.0, float("inf"), 1.0, 0.0
+    if kind_name == "shifted_loss":
+        return 0.0, float(value.shift), 1.0, 0.0
+    if kind_name == "large_step":
+        return 0.0, 0.0, float(value.lr_mult), 0.0
+    if kind_name == "weight_decay":
+        return 0.0, 0.0, 1.0, float(value.decay)
+    raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind_name!r}")
 
 
 # ----------------------------------------------------------------------------- cost model
@@ -188,33 +232,35 @@ def _scan_records(block, carry, sizes):
     return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *outs)
 
 
-def _trajectory(X, XT, t, mask, w0, run_rho, pair_run, pair_rho, mu, scale, lr, *, model, form, sizes, keep_params,
+def _trajectory(X, XT, t, mask, w0, runs, pair_run, pair_rho, mu, scale, lr, *, model, form, sizes, keep_params,
                 isotropic):
     r"""One seed, ``R`` runs: ``X`` ``(n, d)``, ``XT`` its stored transpose, ``w0`` ``(d,)``,
-    ``run_rho`` ``(R,)``; ``P`` recorded (run, radius) pairs ``pair_run``, ``pair_rho`` ``(P,)``.
+    ``runs`` (:class:`Runs`, each ``(R,)``); ``P`` recorded (run, radius) pairs ``pair_run``, ``pair_rho`` ``(P,)``.
     Returns metrics name -> ``(P, T)`` and the weights at the records ``(R, T, d)`` or None.
 
     The loop carries only the state; a record keeps the logits ``M`` and three scalars per run
     (``||w||^2`` and the accuracy moments), and the per-example metrics of every record are
     computed after the loop in one vectorised pass (no per-record kernel launches)."""
     n = X.shape[0]
-    R = run_rho.shape[0]
+    R = runs.rho.shape[0]
     s = lr / n
     xn = row_norms(X)
     xn_col = xn[:, None]
     m0 = X @ w0
     M0 = jnp.broadcast_to(m0[:, None], (n, R))
+    keep = 1.0 - lr * runs.decay  # (R,) weight-decay factor per step
 
     def coef(M):
         z = t[:, None] * M
-        return t[:, None] * jax.nn.sigmoid(-z + model.margin_shift(z, xn_col, run_rho[None, :]))
+        a = model.example_weights(z, xn_col, rho=runs.rho[None, :], shift=runs.shift[None, :])
+        return t[:, None] * (runs.mult[None, :] * a)
 
     if form == "primal":
         W0 = jnp.broadcast_to(w0[:, None], (w0.shape[0], R))
 
         def step(carry):
             W, M = carry
-            W = W + s * (XT @ coef(M))
+            W = keep[None, :] * W + s * (XT @ coef(M))
             return W, X @ W
 
         def block(carry, size):
@@ -231,27 +277,29 @@ def _trajectory(X, XT, t, mask, w0, run_rho, pair_run, pair_rho, mu, scale, lr, 
         xmu, xs2w0 = X @ mu, X @ (scale2 * w0)
         w0_sq, w0_mu, w0_var = jnp.sum(w0 * w0), w0 @ mu, jnp.sum(scale2 * w0 * w0)
 
+        # w = a w0 + s X^T A with a = (1 - lr decay)^k per run (a = 1 without decay)
         def step(carry):  # rows: runs (R, n), so K (symmetric) streams row by row
-            MT, AT = carry
+            MT, AT, a = carry
             z = t * MT
-            CT = t * jax.nn.sigmoid(-z + model.margin_shift(z, xn, run_rho[:, None]))
-            return MT + s * (CT @ K), AT + CT
+            CT = t * (runs.mult[:, None] * model.example_weights(z, xn, rho=runs.rho[:, None],
+                                                                 shift=runs.shift[:, None]))
+            return keep[:, None] * MT + s * (CT @ K), keep[:, None] * AT + CT, keep * a
 
         def block(carry, size):
-            MT, AT = _advance(step, carry, size)
+            MT, AT, a = _advance(step, carry, size)
             M, A = MT.T, AT.T
-            # s K A = M - M0 (the carried logits): A^T K A costs no product
-            w_sq = w0_sq + 2.0 * s * (m0 @ A) + s * jnp.sum(A * (M - M0), axis=0)
-            signal = w0_mu + s * (xmu @ A)
+            # s K A = M - a M0 (the carried logits): A^T K A costs no product
+            w_sq = a * a * w0_sq + 2.0 * a * s * (m0 @ A) + s * jnp.sum(A * (M - a * M0), axis=0)
+            signal = a * w0_mu + s * (xmu @ A)
             if isotropic:  # Sigma = sigma^2 I: w^T Sigma w = sigma^2 ||w||^2
                 var = scale2[0] * w_sq
             else:
-                var = w0_var + 2.0 * s * (xs2w0 @ A) + s * s * jnp.sum(A * (K2 @ A), axis=0)
+                var = a * a * w0_var + 2.0 * a * s * (xs2w0 @ A) + s * s * jnp.sum(A * (K2 @ A), axis=0)
             acc = _accuracy_from_moments(signal, var)
-            W = (w0[:, None] + s * (XT @ A)).T if keep_params else None
-            return (MT, AT), (M, jnp.sqrt(jnp.maximum(w_sq, 0.0)), acc, W)
+            W = (a[None, :] * w0[:, None] + s * (XT @ A)).T if keep_params else None
+            return (MT, AT, a), (M, jnp.sqrt(jnp.maximum(w_sq, 0.0)), acc, W)
 
-        Ms, w_norm, acc, Ws = _scan_records(block, (M0.T, jnp.zeros_like(M0.T)), sizes)
+        Ms, w_norm, acc, Ws = _scan_records(block, (M0.T, jnp.zeros_like(M0.T), jnp.ones_like(keep)), sizes)
 
     # every record at once: Ms (T, n, R) -> margins of the recorded pairs (T, n, P)
     z = t[None, :, None] * Ms[:, :, pair_run]
@@ -266,15 +314,15 @@ def _trajectory(X, XT, t, mask, w0, run_rho, pair_run, pair_rho, mu, scale, lr, 
 @functools.lru_cache(maxsize=64)
 def program(model, form: str, record_sizes: tuple, keep_params: bool, seed_block: int, precision, mesh,
             isotropic: bool = False):
-    """The sweep over seeds (sharded over ``mesh``): ``fn(X, XT, t, mask, w0, run_rho, pair_run,
-    pair_rho, mu, scale, lr)``, seed axis leading on the first five; returns metrics
+    """The sweep over seeds (sharded over ``mesh``): ``fn(X, XT, t, mask, w0, runs, pair_run,
+    pair_rho, mu, scale, lr)`` (``runs``: :class:`Runs`), seed axis leading on the first five; returns metrics
     ``(S, P, T)`` and weights ``(S, R, T, d)`` (or None). ``isotropic``: every entry of
     ``scale`` is the same (the dual form then needs no second Gram matrix)."""
     traj = functools.partial(_trajectory, model=model, form=form, sizes=tuple(record_sizes), keep_params=keep_params,
                              isotropic=isotropic)
 
-    def local(X, XT, t, mask, w0, run_rho, pair_run, pair_rho, mu, scale, lr):
-        one = lambda a: traj(*a, run_rho, pair_run, pair_rho, mu, scale, lr)  # noqa: E731
+    def local(X, XT, t, mask, w0, runs, pair_run, pair_rho, mu, scale, lr):
+        one = lambda a: traj(*a, runs, pair_run, pair_rho, mu, scale, lr)  # noqa: E731
         xs = (X, XT, t, mask, w0)
         S = X.shape[0]
         with jax.default_matmul_precision(precision):

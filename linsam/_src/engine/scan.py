@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from linsam._src.engine.metrics import record_metrics
+from linsam._src.engine.metrics import record_metrics, evaluate_test_acc
 from linsam._src.engine.shard import shard_run_axis
 
 
@@ -37,8 +37,10 @@ def batch(key, i, X, t, batch_size):
     return X[idx], t[idx]
 
 
-def _one_seed(methods, metric_rhos, p0, X, t, mask, key, mixture, lr, *, model, sizes, batch_size, keep_params):
+def _one_seed(methods, metric_rhos, p0, X, t, mask, key, mixture, lr, test, *, model, sizes, batch_size, keep_params):
     """Runs ``methods`` (a method value with leading axis R on its leaves) on one seed.
+
+    ``test``: None (population accuracy) or this seed's clean test sample ``(X_test, t_test)``.
 
     Returns metrics name -> ``(R, T, Q)`` and the parameters ``(R, T, ...)`` (or None)."""
 
@@ -51,7 +53,8 @@ def _one_seed(methods, metric_rhos, p0, X, t, mask, key, mixture, lr, *, model, 
         def body(carry, size):
             p, i0 = carry
             p = jax.lax.fori_loop(i0, i0 + size, one_step, p)
-            ms = jax.vmap(lambda r: record_metrics(model, p, X, t, mask, mixture, r))(rhos)
+            acc = evaluate_test_acc(model, p, mixture, test)  # once per record, not per radius
+            ms = jax.vmap(lambda r: record_metrics(model, p, X, t, mask, mixture, r, test_acc=acc))(rhos)
             return (p, i0 + size), (ms, p if keep_params else None)
 
         _, (ms, ps) = jax.lax.scan(body, (p0, jnp.int32(0)), sizes)
@@ -63,13 +66,14 @@ def _one_seed(methods, metric_rhos, p0, X, t, mask, key, mixture, lr, *, model, 
 @functools.lru_cache(maxsize=64)
 def program(model, record_sizes: tuple, batch_size: int, keep_params: bool, mesh):
     """The compiled-on-first-call sweep over seeds (sharded over ``mesh``) for one model and
-    record schedule: ``fn(params0, X, t, mask, keys, methods, metric_rhos, mixture, lr)``,
-    seed axis leading on the first five; returns metrics ``(S, R, T, Q)`` and parameters."""
+    record schedule: ``fn(params0, X, t, mask, keys, methods, metric_rhos, mixture, lr, test)``,
+    seed axis leading on the first five and on ``test`` (None, or the clean test samples
+    ``(X_test, t_test)``); returns metrics ``(S, R, T, Q)`` and parameters."""
     sizes = jnp.asarray(np.asarray(record_sizes, np.int32))
     one = functools.partial(_one_seed, model=model, sizes=sizes, batch_size=batch_size, keep_params=keep_params)
 
-    def local(p0, X, t, mask, keys, methods, metric_rhos, mixture, lr):
-        f = lambda p, X, t, m, k: one(methods, metric_rhos, p, X, t, m, k, mixture, lr)  # noqa: E731
-        return jax.vmap(f)(p0, X, t, mask, keys)
+    def local(p0, X, t, mask, keys, methods, metric_rhos, mixture, lr, test):
+        f = lambda p, X, t, m, k, te: one(methods, metric_rhos, p, X, t, m, k, mixture, lr, te)  # noqa: E731
+        return jax.vmap(f)(p0, X, t, mask, keys, test)
 
-    return shard_run_axis(local, in_axes=(0, 0, 0, 0, 0, None, None, None, None), out_axes=0, mesh=mesh)
+    return shard_run_axis(local, in_axes=(0, 0, 0, 0, 0, None, None, None, None, 0), out_axes=0, mesh=mesh)

@@ -1,11 +1,17 @@
 r"""The one sweep engine: :func:`simulate` trains methods x rhos x seeds of a :class:`SimConfig`.
 
-A run trains a binary model (``config.model``: :class:`linsam.models.LogReg` or
-:class:`~linsam.models.DLN`) with a method value (:mod:`linsam.rules`), full-batch GD
-(``batch_size = 0``) or mini-batch SGD, on a binary Gaussian mixture with label noise; the
-learner sees the noisy labels. Metrics (:func:`linsam._src.engine.metrics.record_metrics`) are
+A run trains a binary model (``config.model``: :class:`linsam.models.LogReg`,
+:class:`~linsam.models.DLN` or :class:`~linsam.models.MLP`) with a method value (:mod:`linsam.rules`), full-batch GD
+(``batch_size = 0``) or mini-batch SGD, on a binary Gaussian mixture with label noise, or the
+K-class linear softmax model (``model = "softmax"``, :class:`~linsam.models.Softmax`) on a
+K-class mixture (:func:`linsam.data.multiclass_mixture`) with symmetric or CIFAR-10 asymmetric
+noise (generic backend; K-class metrics, :func:`linsam._src.engine.metrics.multiclass_metrics`;
+``test_acc`` on the held-out sample); the learner sees the noisy labels. Metrics (:func:`linsam._src.engine.metrics.record_metrics`) are
 computed only at the record steps (:func:`record_steps`), on the full training set; the test
-accuracy is the *population* accuracy of the end-to-end linear map.
+accuracy is the *population* accuracy of the end-to-end linear map; for a model without one
+(:class:`~linsam.models.MLP`) or data without a closed form (``data.kind = "xor"``) it is the
+accuracy on a fixed clean test sample of ``config.test_size`` points drawn per seed
+(:func:`held_out_sample`, key ``fold_in(PRNGKey(seed), TEST_KEY)``).
 
 **Backends, chosen per method.** The linear backend (:mod:`linsam._src.engine.linear`: GEMMs
 or the Gram matrix, metrics from the carried logits) where the model is linear, training is
@@ -13,9 +19,13 @@ full batch and the model's closed form of the method is a per-example reweightin
 generic ``lax.scan`` backend (:mod:`linsam._src.engine.scan`) otherwise. Both give the same
 numbers up to float rounding (tested in float64).
 
-**rho.** A method whose training does not use rho (``gd``, and for logreg ``jsam``/``jreg``,
-whose closed forms are GD's; ``jreg_fixed`` unless ``lam_scale_by_rho``) trains once per
-seed; its rho-dependent metrics are evaluated at every rho from that one trajectory.
+**rho.** A method whose training does not use rho (``gd``, ``linear_loss``, and for logreg
+``jsam``/``jreg``, whose closed forms are GD's; ``jreg_fixed`` unless ``lam_scale_by_rho``)
+trains once per seed; its rho-dependent metrics are evaluated at every rho from that one
+trajectory. A control's knob (``shifted_loss``'s C, ``large_step``'s multiplier,
+``weight_decay``'s lambda) rides on the rho axis: at grid value rho it is
+``config.knob_scale[name] * rho`` (:func:`linsam._src.engine.config.method_value`), so the
+rho* selection of the regime map tunes it on the selection seeds exactly like 1-SAM's rho.
 
 **Randomness.** Seed ``s`` gives ``PRNGKey(s)``, split into (data, init, sgd) keys: every
 method and rho of a seed sees the same sample and start (paired comparisons).
@@ -35,7 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from linsam._src.data import Dataset, GaussianMixture, _population_accuracy, _sample_binary
+from linsam._src.data import (Dataset, GaussianMixture, MulticlassMixture, _population_accuracy, _sample_binary,
+                              _sample_multiclass_spec, multiclass_mixture, sampled_multiclass_accuracy)
 from linsam._src.engine import linear, scan
 from linsam._src.engine.config import SimConfig, method_value, model_of, trains_with_rho
 from linsam._src.engine.metrics import DLN_METRICS, METRICS
@@ -79,10 +90,30 @@ def _record_sizes(config: SimConfig) -> tuple:
 # ----------------------------------------------------------------------------- data
 
 
+def _multiclass(config: SimConfig) -> MulticlassMixture:
+    """``model = "softmax"``: the K-class mixture of ``config.data`` (orthogonal means ``mean_norm e_k``)."""
+    d = config.data
+    return multiclass_mixture(d.d, int(config.num_classes), d.mean_norm, d.sigma)
+
+
+def _bayes_accuracy(config: SimConfig) -> float:
+    """Bayes accuracy of the data model; K-class: argmax_k mu_k . x (equal-norm means, isotropic noise)
+    on a fixed sample of 200,000 clean points (standard error <= 0.0011; no closed form for K > 2)."""
+    if config.model != "softmax":
+        return float(config.data.build().bayes_accuracy())
+    mix = _multiclass(config)
+    return float(sampled_multiclass_accuracy(jax.random.PRNGKey(TEST_KEY), mix, mix.means, 200_000))
+
+
 def _mixture(config: SimConfig) -> GaussianMixture:
-    mixture = config.data.build()
     dtype = jnp.dtype(config.dtype)
-    return GaussianMixture(mixture.mu.astype(dtype), mixture.scale.astype(dtype))
+    if config.model == "softmax":
+        return jax.tree_util.tree_map(lambda a: a.astype(dtype), _multiclass(config))
+    mixture = config.data.build()
+    if not isinstance(mixture, GaussianMixture):  # XorMixture: every field an array
+        return jax.tree_util.tree_map(lambda a: a.astype(dtype), mixture)
+    mix = None if mixture.norm_mix is None else mixture.norm_mix.astype(dtype)
+    return GaussianMixture(mixture.mu.astype(dtype), mixture.scale.astype(dtype), mix)
 
 
 def _keys(seeds, size: int | None = None):
@@ -93,6 +124,13 @@ def _keys(seeds, size: int | None = None):
     return keys
 
 
+def _sample_of(model, key, mixture, n, noise, dtype):
+    """Training sample: K-class labels for the softmax model, +-1 labels otherwise."""
+    if isinstance(mixture, MulticlassMixture):
+        return _sample_multiclass_spec(key, mixture, n, noise, dtype)
+    return _sample_binary(key, mixture, n, noise, dtype)
+
+
 @partial(jax.jit, static_argnames=("model", "n", "noise", "dtype"))
 def _seed_data(keys, mixture, init_scale, *, model, n, noise, dtype):
     """Training set, initial parameters and SGD key of every seed key (leading seed axis)."""
@@ -100,10 +138,39 @@ def _seed_data(keys, mixture, init_scale, *, model, n, noise, dtype):
 
     def one(seed_key):
         k_data, k_init, k_sgd = jax.random.split(seed_key, 3)
-        ds = _sample_binary(k_data, mixture, n, noise, dtype)
+        ds = _sample_of(model, k_data, mixture, n, noise, dtype)
         return ds, model.init(k_init, mixture.dim, scale=init_scale, dtype=dtype), k_sgd
 
     return jax.vmap(one)(keys)
+
+
+#: The test sample of seed ``s`` (nonlinear models, XOR data) is drawn with key
+#: ``fold_in(PRNGKey(s), TEST_KEY)``: the training keys ``split(PRNGKey(s), 3)`` are unchanged.
+TEST_KEY = 0x7E57
+
+
+def uses_test_sample(config: SimConfig) -> bool:
+    """Whether ``test_acc`` is measured on a clean test sample of ``config.test_size`` points per
+    seed: the model has no end-to-end linear map (the MLP) or the data no closed-form population
+    accuracy (XOR, and the K-class softmax model: no closed form for K > 2). Otherwise it is the
+    exact population accuracy."""
+    if config.model == "softmax":
+        return True
+    return model_of(config).end_to_end is None or not isinstance(config.data.build(), GaussianMixture)
+
+
+@partial(jax.jit, static_argnames=("size", "dtype"))
+def _test_samples(keys, mixture, *, size, dtype):
+    """Clean test samples ``(X_test (S, m, d), t_test (S, m))`` of every seed key."""
+    return jax.vmap(lambda k: mixture._sample(jax.random.fold_in(k, TEST_KEY), size, jnp.dtype(dtype)))(keys)
+
+
+def held_out_sample(config: SimConfig, seed: int):
+    """The clean test sample ``(X_test, t_test)`` on which a run of ``config`` with ``seed`` measures
+    ``test_acc`` (where :func:`uses_test_sample`)."""
+    config = config.validate()
+    X, t = _test_samples(_keys([seed]), _mixture(config), size=config.test_size, dtype=config.dtype)
+    return X[0], t[0]
 
 
 def _data(config, keys, mixture):
@@ -126,7 +193,7 @@ def training_data(config: SimConfig, seed: int) -> Dataset:
     """The exact training set a run of ``config`` with ``seed`` trains on."""
     config = config.validate()
     k_data, _, _ = jax.random.split(jax.random.PRNGKey(seed), 3)
-    ds = _sample_binary(k_data, _mixture(config), config.n, config.noise, jnp.dtype(config.dtype))
+    ds = _sample_of(model_of(config), k_data, _mixture(config), config.n, config.noise, jnp.dtype(config.dtype))
     return ds._replace(rate=float(np.mean(np.asarray(ds.mask))))
 
 
@@ -147,6 +214,9 @@ def mean_classifier_accuracy(config: SimConfig, seeds=None) -> np.ndarray:
     (default: the config's seeds)."""
     config = config.validate()
     mixture = config.data.build()
+    if config.model == "softmax" or not isinstance(mixture, GaussianMixture):
+        raise ValueError(f"data.kind {config.data.kind!r}: the mean classifier's population accuracy is defined for the "
+                         "Gaussian mixtures only (every linear classifier scores 1/2 on XOR)")
     out = []
     for seed in config.seeds if seeds is None else seeds:
         ds = training_data(config, int(seed))
@@ -161,19 +231,24 @@ def mean_classifier_accuracy(config: SimConfig, seeds=None) -> np.ndarray:
 def backend_of(config: SimConfig, name: str) -> str:
     """``"linear"`` where the linear backend applies to method ``name`` of ``config``, else ``"scan"``."""
     full_batch = config.batch_size in (0, config.n)
-    ok = full_batch and linear.kind(model_of(config), METHOD_CLASSES[name]) is not None
+    ok = full_batch and not uses_test_sample(config) and linear.kind(model_of(config), METHOD_CLASSES[name]) is not None
     return "linear" if ok else "scan"
 
 
 def _trains_once(config, name, backend):
     """The training of ``name`` does not depend on rho (for the linear backend: its kernel is GD's)."""
     if backend == "linear":
-        return linear.kind(model_of(config), METHOD_CLASSES[name]) == "gd"
+        return linear.kind(model_of(config), METHOD_CLASSES[name]) in linear.ONCE_KINDS
     return not trains_with_rho(config, name)
 
 
 def _num_params(config: SimConfig) -> int:
     d = config.data.d
+    if config.model == "mlp":
+        h1, h2 = config.hidden, config.hidden2
+        return h1 * d + (h2 * h1 + h2 if h2 else h1)
+    if config.model == "softmax":
+        return config.num_classes * d
     return d if config.model == "logreg" else config.hidden * (d + 1)
 
 
@@ -185,9 +260,11 @@ def estimate_memory(config: SimConfig, keep_params: bool = False) -> dict:
     S = config.num_seeds
     chunk = min(config.seed_chunk or S, S)
     n, d, T = config.n, config.data.d, len(record_steps(config))
-    names = DLN_METRICS if config.model == "dln" else METRICS
+    names = DLN_METRICS if config.model in ("dln", "mlp") else METRICS
     P = len(config.methods) * len(config.rhos)
     per_seed_data = (2 * n * d + 2 * n * n + 4 * n) * isz
+    if uses_test_sample(config):
+        per_seed_data += config.test_size * (d + 1) * isz
     per_seed_out = P * T * len(names) * isz + (P * T * _num_params(config) * isz if keep_params else 0)
     per_seed_work = 4 * len(config.rhos) * (n + _num_params(config)) * isz * max(len(config.methods), 1)
     device = chunk * (per_seed_data + 2 * per_seed_out + per_seed_work)
@@ -271,6 +348,7 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
         devices = jax.devices()[: max(1, min(chunk, jax.device_count()))]
     mesh = run_mesh(devices)
     mixture = _mixture(config)
+    needs_test = uses_test_sample(config)
     chunks = [seeds[i : i + chunk] for i in range(0, len(seeds), chunk)]
     if progress is None:
         progress = len(chunks) > 1
@@ -278,8 +356,10 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
     parts = []
     for ch in chunks:
         ds, params0, k_sgd = _data(config, _keys(ch, chunk), mixture)
+        test = _test_samples(_keys(ch, chunk), mixture, size=config.test_size, dtype=config.dtype) if needs_test \
+            else None
         ms, ps = _train_chunk(config, backends, ds, params0, k_sgd, mixture, keep_params, form, mesh, precision,
-                              seed_block)
+                              seed_block, test=test)
         parts.append((ms, ps, np.asarray(ds.rate), len(ch)))
         if progress:
             done = sum(p[3] for p in parts)
@@ -299,12 +379,14 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
     noise_rate = np.concatenate([p[2][: p[3]] for p in parts])
     axes = dict(method=list(config.methods), rho=np.asarray(config.rhos, float), seed=seeds, step=record_steps(config))
     return SweepResult(config=config, axes=axes, metrics=metrics, noise_rate=noise_rate,
-                       bayes_acc=float(config.data.build().bayes_accuracy()), elapsed_s=elapsed, cpu_s=cpu,
+                       bayes_acc=_bayes_accuracy(config), elapsed_s=elapsed, cpu_s=cpu,
                        params=params, backend=backends)
 
 
-def _train_chunk(config, backends, ds, params0, k_sgd, mixture, keep_params, form, mesh, precision, seed_block):
-    """Every method on one chunk of seeds -> metrics name -> ``(method, rho, seed, T)``, params."""
+def _train_chunk(config, backends, ds, params0, k_sgd, mixture, keep_params, form, mesh, precision, seed_block,
+                 test=None):
+    """Every method on one chunk of seeds -> metrics name -> ``(method, rho, seed, T)``, params
+    (``test``: the chunk's clean test samples, or None for the population accuracy)."""
     R = len(config.rhos)
     rhos = np.asarray(config.rhos, float)
     out = {}
@@ -322,8 +404,9 @@ def _train_chunk(config, backends, ds, params0, k_sgd, mixture, keep_params, for
         if once:  # no leaf depends on rho: give each leaf a run axis of length 1
             value = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dt)[None], value)
         fn = scan.program(model_of(config), _record_sizes(config), config.batch_size, bool(keep_params), mesh)
-        ms, ps = fn(params0, ds.X, ds.noisy, ds.mask, k_sgd, value, jnp.asarray(metric_rhos, dt), mixture,
-                    jnp.asarray(config.lr, dt))
+        # with a test sample the mixture is not read: pass None, so one compilation serves every data kind
+        ms, ps = fn(params0, ds.X, ds.noisy, ds.mask, k_sgd, value, jnp.asarray(metric_rhos, dt),
+                    mixture if test is None else None, jnp.asarray(config.lr, dt), test)
         # (S, Rt, T, Q) -> (rho, S, T): once: Rt = 1, Q = rhos; else Rt = rhos, Q = 1
         ms = {k: np.moveaxis(to_host(v)[:, 0], -1, 0) if once else np.moveaxis(to_host(v)[..., 0], 1, 0)
               for k, v in ms.items()}
@@ -346,17 +429,19 @@ def _linear_methods(config, names, ds, params0, mixture, keep_params, form, mesh
     rhos = [float(r) for r in config.rhos]
     # runs: one per seed for a GD-kernel method, one per rho otherwise; the recorded pairs
     # (method, rho) each read one run at one radius
-    run_rho, pair_run, pair_rho = [], [], []
+    run_par, pair_run, pair_rho = [], [], []
     for m in names:
+        k = linear.kind(model, METHOD_CLASSES[m])
         if _trains_once(config, m, "linear"):
-            run_rho.append(0.0)
-            pair_run += [len(run_rho) - 1] * len(rhos)
+            run_par.append(linear.run_parameters(k, method_value(config, m, 0.0)))
+            pair_run += [len(run_par) - 1] * len(rhos)
         else:
-            pair_run += list(range(len(run_rho), len(run_rho) + len(rhos)))
-            run_rho += rhos
+            pair_run += list(range(len(run_par), len(run_par) + len(rhos)))
+            run_par += [linear.run_parameters(k, method_value(config, m, r)) for r in rhos]
         pair_rho += rhos
+    runs = linear.Runs(*(jnp.asarray(col, dt) for col in zip(*run_par)))
     S, n, d = ds.X.shape
-    R = len(run_rho)
+    R = len(run_par)
     if form == "auto":
         form = linear.choose_form(n, d, R, config.record_every)
     num_dev = int(mesh.devices.size)
@@ -366,7 +451,7 @@ def _linear_methods(config, names, ds, params0, mixture, keep_params, form, mesh
     isotropic = bool(np.all(scale == scale[0]))
     fn = linear.program(model, form, _record_sizes(config), bool(keep_params), int(seed_block), precision, mesh,
                         isotropic)
-    ms, Ws = fn(ds.X, linear.transpose(ds.X), ds.noisy, ds.mask, params0, jnp.asarray(run_rho, dt),
+    ms, Ws = fn(ds.X, linear.transpose(ds.X), ds.noisy, ds.mask, params0, runs,
                 jnp.asarray(pair_run, jnp.int32), jnp.asarray(pair_rho, dt), mixture.mu, mixture.scale,
                 jnp.asarray(config.lr, dt))
     ms = {k: to_host(v) for k, v in ms.items()}  # (S, P, T)
@@ -396,5 +481,5 @@ def run(config: SimConfig, method: str, rho: float, seed: int, *, keep_params: b
 
 
 __all__ = ["AXES", "BACKENDS", "SweepResult", "Trajectory", "backend_of", "check_memory", "estimate_memory",
-           "initial_params", "mean_classifier_accuracy", "record_steps", "run", "simulate", "training_data",
-           "training_sets"]
+           "initial_params", "mean_classifier_accuracy", "record_steps", "run", "simulate", "held_out_sample",
+           "training_data", "training_sets", "uses_test_sample", "TEST_KEY"]

@@ -153,6 +153,25 @@ def _nsam(method, p, X, t):
     return _gd(method, DLNParams(p.v + method.rho * unit.v, p.W + method.rho * unit.W), X, t)
 
 
+def _linear_loss(method, p, X, t):
+    return _direction(X @ p.W.T, None, X, -t, p)
+
+
+def _shifted_loss(method, p, X, t):
+    q = _parts(p, X, t)
+    return _direction(q.Z, None, X, -t * jax.nn.sigmoid(method.shift - t * q.f), p)
+
+
+def _large_step(method, p, X, t):
+    g = _gd(method, p, X, t)
+    return DLNParams(v=method.lr_mult * g.v, W=method.lr_mult * g.W)
+
+
+def _weight_decay(method, p, X, t):
+    g = _gd(method, p, X, t)
+    return DLNParams(v=g.v + method.decay * p.v, W=g.W + method.decay * p.W)
+
+
 def _jreg_fixed(method, p, X, t):
     g = _gd(method, p, X, t)
     Z = X @ p.W.T
@@ -252,7 +271,8 @@ class DLN:
     @property
     def closed_forms(self) -> dict:
         return {R.GD: _gd, R.NSAM: _nsam, R.OneSAM: _one_sam, R.LSAM: _lsam, R.JSAM: _jsam, R.JReg: _jreg,
-                R.JRegFixed: _jreg_fixed}
+                R.JRegFixed: _jreg_fixed, R.LinearLoss: _linear_loss, R.ShiftedLoss: _shifted_loss,
+                R.LargeStep: _large_step, R.WeightDecay: _weight_decay}
 
     def check_params(self, p, X) -> None:
         """X: finite float (n, d); p: DLNParams(v (h,), W (h, d)), h = hidden when set."""

@@ -60,6 +60,18 @@ def one_sam_log_weight(z, C):
     return jax.nn.log_sigmoid(-z + C) - jax.nn.log_sigmoid(-z)
 
 
+def example_weights(z, x_norm, *, rho=0.0, shift=0.0):
+    r"""Per-example gradient weight of the logistic-family rules of this model,
+
+    .. math::  a_i = \sigma(-z_i + C_i + c), \qquad C_i = \mathrm{margin\_shift}(z_i, \|x_i\|, \rho),
+
+    so the direction is :math:`-\frac1n\sum_i a_i t_i x_i`: GD (:math:`\rho = c = 0`), 1-SAM
+    (:math:`\rho`), GD on the shifted loss :math:`\mathrm{softplus}(c - z)` (:math:`c`), GD on
+    the linear loss :math:`-z` (:math:`c = +\infty`: every weight 1). Any leading axes.
+    """
+    return jax.nn.sigmoid(-z + margin_shift(z, x_norm, rho) + shift)
+
+
 def _apply_weights(X, t, scale):
     """Direction -(1/n) sum_i t_i scale_i x_i."""
     return -((t * scale) @ X) / X.shape[0]
@@ -87,6 +99,22 @@ def _nsam(method, w, X, t):
 
 def _jreg_fixed(method, w, X, t):
     return _gd(method, w, X, t) + method.lam_last * w
+
+
+def _linear_loss(method, w, X, t):
+    return _apply_weights(X, t, jnp.ones_like(t))
+
+
+def _shifted_loss(method, w, X, t):
+    return _apply_weights(X, t, example_weights(binary_margins(X @ w, t), row_norms(X), shift=method.shift))
+
+
+def _large_step(method, w, X, t):
+    return method.lr_mult * _gd(method, w, X, t)
+
+
+def _weight_decay(method, w, X, t):
+    return _gd(method, w, X, t) + method.decay * w
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +155,7 @@ class LogReg:
         return row_norms(X)
 
     margin_shift = staticmethod(margin_shift)
+    example_weights = staticmethod(example_weights)
     one_sam_weight = staticmethod(one_sam_weight)
     one_sam_log_weight = staticmethod(one_sam_log_weight)
 
@@ -150,9 +179,11 @@ class LogReg:
 
     @property
     def closed_forms(self) -> dict:
-        """Exact rules: GD, n-SAM, 1-SAM (= L-SAM), J-SAM (= J-reg = GD), jreg_fixed (weight decay)."""
+        """Exact rules: GD, n-SAM, 1-SAM (= L-SAM), J-SAM (= J-reg = GD), jreg_fixed (weight decay), and
+        the controls (linear loss, shifted loss, large step, weight decay)."""
         return {R.GD: _gd, R.NSAM: _nsam, R.OneSAM: _one_sam, R.LSAM: _one_sam, R.JSAM: _gd, R.JReg: _gd,
-                R.JRegFixed: _jreg_fixed}
+                R.JRegFixed: _jreg_fixed, R.LinearLoss: _linear_loss, R.ShiftedLoss: _shifted_loss,
+                R.LargeStep: _large_step, R.WeightDecay: _weight_decay}
 
     def check_params(self, w, X) -> None:
         """X: finite float (n, d); w: finite float (d,)."""

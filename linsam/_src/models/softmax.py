@@ -65,6 +65,25 @@ def _jreg_fixed(method, W, X, t):
     return _gd(method, W, X, t) + method.lam_last * W
 
 
+def _linear_loss(method, W, X, t):
+    logits = X @ W.T
+    own = jax.nn.one_hot(t, logits.shape[-1], dtype=bool)
+    # C -> inf limit of the shifted loss: softmax over the other classes, minus e_t
+    return _from_scale(logit_scale(jnp.where(own, -jnp.inf, logits), t), X)
+
+
+def _shifted_loss(method, W, X, t):
+    return _from_scale(logit_scale(R.shifted_logits(X @ W.T, t, method.shift, multiclass=True), t), X)
+
+
+def _large_step(method, W, X, t):
+    return method.lr_mult * _gd(method, W, X, t)
+
+
+def _weight_decay(method, W, X, t):
+    return _gd(method, W, X, t) + method.decay * W
+
+
 @dataclasses.dataclass(frozen=True)
 class Softmax:
     r"""K-class linear softmax model :math:`f(W, x) = Wx`, :math:`W \in \mathbb R^{K\times d}`.
@@ -108,6 +127,23 @@ class Softmax:
 
     logit_scale = staticmethod(logit_scale)
 
+    def example_correct(self, W, X, t):
+        r"""Per-example argmax accuracy :math:`\mathbb 1[t_i \in \arg\max_k f_k(x_i)] / |\arg\max_k f_k(x_i)|`
+        (a tie among m classes counts 1/m, so all-equal logits score chance 1/K), shape (n,)."""
+        logits = X @ W.T
+        top = logits == jnp.max(logits, axis=-1, keepdims=True)
+        own = jnp.take_along_axis(top, t[:, None], axis=1)[:, 0]
+        return own.astype(X.dtype) / jnp.sum(top, axis=-1).astype(X.dtype)
+
+    def example_losses(self, W, X, t):
+        r"""Per-example cross-entropy :math:`\log\sum_k e^{f_k(x_i)} - f_{t_i}(x_i)`, shape (n,)."""
+        logits = X @ W.T
+        return jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, t[:, None], axis=1)[:, 0]
+
+    def example_grad_norms(self, W, X, t):
+        r"""Per-example gradient norms :math:`\|\nabla_W\ell_i\| = \|r_i\|\,\|x_i\|`, shape (n,)."""
+        return jnp.linalg.norm(logit_scale(X @ W.T, t), axis=-1) * row_norms(X)
+
     def one_sam_point(self, W, X, t, rho) -> SAMPoint:
         r"""Perturbed logits :math:`W x_i + \rho\|x_i\|\, r_i/\|r_i\|` and :math:`J_i = \|x_i\|` there."""
         return SAMPoint(_perturbed_logits(W, X, t, rho), row_norms(X))
@@ -125,7 +161,8 @@ class Softmax:
     @property
     def closed_forms(self) -> dict:
         return {R.GD: _gd, R.NSAM: _nsam, R.OneSAM: _one_sam, R.LSAM: _one_sam, R.JSAM: _gd, R.JReg: _gd,
-                R.JRegFixed: _jreg_fixed}
+                R.JRegFixed: _jreg_fixed, R.LinearLoss: _linear_loss, R.ShiftedLoss: _shifted_loss,
+                R.LargeStep: _large_step, R.WeightDecay: _weight_decay}
 
     def check_params(self, W, X) -> None:
         """X: finite float (n, d); W: finite float (K, d) with K = num_classes."""

@@ -55,6 +55,7 @@ def _signal(model, params, X, t, rho):
     return out
 
 
+@pytest.mark.slow  # a GPU configuration, ~12 s on 2 CPU cores (suite budget)
 def test_bf16_configuration_keeps_the_one_sam_signal():
     rho = presets.PRESETS["budget"]["rho"]
     assert rho == 0.01

@@ -116,8 +116,10 @@ _SHARD_SCRIPT = textwrap.dedent("""
     from simcases import TINY, TINY_DLN
     assert len(jax.devices()) == 4, jax.devices()
     worst = 0.0
-    for cfg in (TINY.replace(num_seeds=3, seed_chunk=0), TINY_DLN.replace(methods=("one_sam",), num_seeds=3,
-                                                                         seed_chunk=0)):
+    cfgs = [TINY.replace(num_seeds=3, seed_chunk=0)]
+    if {with_dln!r}:
+        cfgs.append(TINY_DLN.replace(methods=("one_sam",), num_seeds=3, seed_chunk=0))
+    for cfg in cfgs:
         many = sim.simulate(cfg)
         one = sim.simulate(cfg, devices=jax.devices()[:1])
         for k in one.metrics:
@@ -129,10 +131,12 @@ _SHARD_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_seed_axis_sharded_over_four_devices_equals_one_device(tmp_path):
-    """Both backends on 4 forced host devices (3 seeds: the padding path too) == 1 device."""
+@pytest.mark.parametrize("with_dln", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["logreg", "logreg+dln"])
+def test_seed_axis_sharded_over_four_devices_equals_one_device(tmp_path, with_dln):
+    """The linear backend (and, -m slow, the DLN's scan backend) on 4 forced host devices
+    (3 seeds: the padding path too) == 1 device."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    script = _SHARD_SCRIPT.format(tests=os.path.dirname(__file__))
+    script = _SHARD_SCRIPT.format(tests=os.path.dirname(__file__), with_dln=with_dln)
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "OK" in out.stdout

@@ -250,6 +250,7 @@ def _jit_fast(fn, *args):
     return jax.jit(fn).lower(*args).compile(T.COMPILER_OPTIONS)(*args)
 
 
+@pytest.mark.slow  # full-width ResNet-18 init (GPU module; suite budget): the toy-size training tests cover the driver
 def test_resnet18_shapes_params_and_bf16():
     full = resnet.ResNet18(width=64)
     params = resnet.init_variables(full, 0)["params"]

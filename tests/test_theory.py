@@ -99,6 +99,7 @@ def dln_runs():
     return TINY_DLN, dln_result()
 
 
+@pytest.mark.slow  # suite budget; test_penalty_value_matches_simulator_and_core keeps the fast check
 def test_penalty_gradient_equals_measured_jsam_minus_sgd(dln_runs):
     """grad P (Prop. 4.1) == (theta_SGD - theta_JSAM) / lr after one simulator step from the same state."""
     cfg, res = dln_runs

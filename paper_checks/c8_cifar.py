@@ -69,6 +69,15 @@ PAPER_N_TRAIN = 50000
 CPU_PROXY_RESULTS = Path(__file__).resolve().parents[1] / "results" / "cifar_cpu" / "results.json"
 
 
+def default_proxy() -> Path:
+    """The shipped CPU proxy run: :data:`CPU_PROXY_RESULTS` in a checkout (editable install),
+    else ``results/cifar_cpu/results.json`` under the working directory (a clone's root after
+    ``pip install .``, which does not copy ``results/`` into the installed package)."""
+    if CPU_PROXY_RESULTS.is_file():
+        return CPU_PROXY_RESULTS
+    return Path.cwd() / "results" / "cifar_cpu" / "results.json"
+
+
 def read_results_file(path) -> dict:
     """The parsed JSON object of a results file; ``ValueError`` saying why it cannot be read."""
     p = Path(path)
@@ -132,7 +141,7 @@ def measure(ctx, cfg: dict) -> dict:
     if path is None:
         out = dict(available=False, reason="ResNet-18: not run here (no --cifar-results FILE given; the ResNet-18 "
                                             "runs need a GPU: `linsam cifar`)")
-        proxy = cfg.get("cpu_proxy", CPU_PROXY_RESULTS)
+        proxy = cfg.get("cpu_proxy") or default_proxy()
         if proxy and Path(proxy).is_file():
             try:
                 data = read_results_file(proxy)

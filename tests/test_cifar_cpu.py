@@ -183,6 +183,24 @@ def _c8_measured(monkeypatch, proxy):
     return paper_checks.run_claim("C8", paper_checks.Context(mode="tiny"))
 
 
+def c8_default_is(path):
+    from paper_checks import c8_cifar as c8
+
+    return c8.default_proxy() == path
+
+
+def test_c8_finds_the_shipped_proxy_under_the_working_directory_when_installed(tmp_path, monkeypatch):
+    """After `pip install .` the package has no results/: C8 reads them from a clone's root."""
+    from paper_checks import c8_cifar as c8
+
+    monkeypatch.setattr(c8, "CPU_PROXY_RESULTS", tmp_path / "site-packages" / "results.json")  # not there
+    target = tmp_path / "clone" / "results" / "cifar_cpu" / "results.json"
+    target.parent.mkdir(parents=True)
+    target.write_text("{}")
+    monkeypatch.chdir(tmp_path / "clone")
+    assert c8.default_proxy() == target
+
+
 def test_c8_reports_the_cpu_proxy_beside_resnet_not_run(tmp_path, monkeypatch):
     from paper_checks import NOT_COMPARABLE, NOT_RUN
 
@@ -192,8 +210,10 @@ def test_c8_reports_the_cpu_proxy_beside_resnet_not_run(tmp_path, monkeypatch):
     proxy = tmp_path / "out" / "results.json"
     r = _c8_measured(monkeypatch, proxy)
     assert r.verdict == NOT_RUN and r.measured.startswith("ResNet-18: not run here")
+    assert c8_default_is(proxy)
     assert "CPU proxy (mlp1x512" in r.measured and "3 seeds" in r.measured
     assert "1-SAM 42.3% [" in r.measured and "(vs SGD +2.7 pp [" in r.measured
+    monkeypatch.chdir(tmp_path)  # nor under the working directory (the fallback after `pip install .`)
     r = _c8_measured(monkeypatch, tmp_path / "absent.json")  # no proxy shipped: the plain "not run here"
     assert r.verdict == NOT_RUN and "CPU proxy" not in r.measured
     import paper_checks

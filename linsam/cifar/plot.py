@@ -53,15 +53,7 @@ def plot_curves(agg: dict, path: str | Path | None = None):
         if a.lines:
             a.legend(fontsize=7)
     a_train.title.set_fontsize(8.5)
-    if path is not None:
-        from linsam._src.atomic import atomic_path
-
-        try:
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, dpi=120, format="png")
-        finally:
-            plt.close(fig)
-    return fig
+    return _save(fig, path)
 
 
 def plot_seed_curves(agg: dict, path: str | Path | None = None):
@@ -109,7 +101,14 @@ def plot_seed_curves(agg: dict, path: str | Path | None = None):
         a.title.set_fontsize(9)
         if a.lines:
             a.legend(fontsize=7, ncol=2 if a is a_train else 1)
+    return _save(fig, path)
+
+
+def _save(fig, path):
+    """Write ``fig`` as a PNG to ``path`` atomically and close it (no-op for ``path`` None)."""
     if path is not None:
+        import matplotlib.pyplot as plt
+
         from linsam._src.atomic import atomic_path
 
         try:

@@ -1132,10 +1132,15 @@ def aggregate(out_dir: str | os.PathLike, methods: list[str] | None = None, *,
 def draw_figure(agg: dict, out_dir: str | os.PathLike) -> bool:
     """``out_dir/curves.png`` from ``agg``; a failure (no matplotlib, a bad backend, a full
     disk) is a warning on stderr, never an error: the results never depend on the figure."""
-    try:
-        from linsam.cifar.plot import plot_curves
+    return _draw("plot_curves", agg, out_dir)
 
-        plot_curves(agg, Path(out_dir) / "curves.png")
+
+def _draw(plotter: str, agg: dict, out_dir) -> bool:
+    """``linsam.cifar.plot.<plotter>(agg, out_dir/curves.png)``; any failure is a warning."""
+    try:
+        from linsam.cifar import plot
+
+        getattr(plot, plotter)(agg, Path(out_dir) / "curves.png")
         return True
     except Exception as err:  # noqa: BLE001 - the figure is optional by design
         print(f"[cifar] warning: figure not drawn ({type(err).__name__}: {err}); the results are unaffected",
@@ -1352,15 +1357,7 @@ def aggregate_seeds(out_dir: str | os.PathLike, seeds, *, work_dir: str | os.Pat
 def draw_seed_figure(agg: dict, out_dir: str | os.PathLike) -> bool:
     """``out_dir/curves.png`` of a several-seed run (:func:`linsam.cifar.plot.plot_seed_curves`);
     a failure is a warning, as in :func:`draw_figure`."""
-    try:
-        from linsam.cifar.plot import plot_seed_curves
-
-        plot_seed_curves(agg, Path(out_dir) / "curves.png")
-        return True
-    except Exception as err:  # noqa: BLE001 - the figure is optional by design
-        print(f"[cifar] warning: figure not drawn ({type(err).__name__}: {err}); the results are unaffected",
-              file=sys.stderr, flush=True)
-        return False
+    return _draw("plot_seed_curves", agg, out_dir)
 
 
 def _usage() -> dict:

@@ -3,6 +3,7 @@ code in :mod:`linsam._src.stats`)."""
 
 from linsam._src.stats import (  # noqa: F401
     BootstrapCI,
+    Equivalence,
     Interval,
     MeanCI,
     bootstrap_ci,
@@ -11,10 +12,13 @@ from linsam._src.stats import (  # noqa: F401
     ratio_of_means,
     ratio_of_means_ci,
     spearman,
+    tost,
+    VERDICTS,
 )
 
 __all__ = [
     "BootstrapCI",
+    "Equivalence",
     "Interval",
     "MeanCI",
     "bootstrap_ci",
@@ -23,4 +27,6 @@ __all__ = [
     "ratio_of_means",
     "ratio_of_means_ci",
     "spearman",
+    "tost",
+    "VERDICTS",
 ]

@@ -23,4 +23,5 @@ from linsam._src.engine.sweep import (  # noqa: F401
     training_data,
     training_sets,
     uses_test_sample,
+    validation_sample,
 )

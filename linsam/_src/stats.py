@@ -21,8 +21,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-__all__ = ["Interval", "MeanCI", "BootstrapCI", "mean_ci", "paired_diff_ci", "bootstrap_ci", "ratio_of_means",
-           "ratio_of_means_ci", "spearman"]
+__all__ = ["Interval", "MeanCI", "BootstrapCI", "Equivalence", "mean_ci", "paired_diff_ci", "bootstrap_ci",
+           "ratio_of_means", "ratio_of_means_ci", "spearman", "tost", "VERDICTS"]
 
 
 class Interval(NamedTuple):
@@ -106,6 +106,74 @@ def paired_diff_ci(a, b, level: float = 0.95, *, axis: int | None = None) -> Mea
     if a.shape != b.shape:
         raise ValueError(f"paired samples must have the same shape, got {a.shape} and {b.shape}")
     return mean_ci(a - b, level, axis=axis)
+
+
+#: The four verdicts of :func:`tost`.
+VERDICTS = ("better", "equivalent", "worse", "inconclusive")
+
+
+class Equivalence(NamedTuple):
+    """A paired comparison's verdict (:func:`tost`): ``verdict`` (one of :data:`VERDICTS`), the mean
+    difference with its 95% (``lo``, ``hi``) and 90% (``lo90``, ``hi90``) Student-t intervals,
+    the TOST p-value (the larger of the two one-sided p-values), the ``margin`` and ``n``."""
+
+    verdict: str
+    mean: float
+    lo: float
+    hi: float
+    lo90: float
+    hi90: float
+    p_tost: float
+    margin: float
+    n: int
+
+
+def tost(diffs, margin: float, alpha: float = 0.05) -> Equivalence:
+    r"""Paired two one-sided tests (TOST) of equivalence within ``margin``, and the direction.
+
+    With per-seed differences :math:`d_i` (treatment minus comparator), :math:`ar d` and its
+    standard error :math:`s/\sqrt n`:
+
+    - **equivalent** iff both one-sided tests reject at level ``alpha``,
+      :math:`H_0^-: \mu \le -\delta` and :math:`H_0^+: \mu \ge \delta`; i.e. the
+      :math:`1 - 2lpha` (90%) t-interval lies inside :math:`(-\delta, \delta)` (Schuirmann 1987).
+      A difference smaller than the margin is "equivalent" even when a 95% interval excludes 0;
+    - else **better** iff the two-sided :math:`1 - \alpha` (95%) t-interval lies above 0;
+    - else **worse** iff it lies below 0;
+    - else **inconclusive** (the data cannot tell: more seeds needed).
+
+    ``margin`` (:math:`\delta`, in the units of ``diffs``, e.g. 0.005 = 0.5 points of accuracy) must be
+    fixed before the data are seen: it is a config value, never fitted. NaNs are dropped; fewer
+    than 2 values are inconclusive."""
+    from scipy import stats
+
+    if isinstance(margin, bool) or not isinstance(margin, (int, float, np.floating)) or not (
+            np.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin must be a finite number > 0 (the equivalence margin, fixed in advance), got {margin!r}")
+    if not (isinstance(alpha, (int, float, np.floating)) and 0 < alpha < 0.5):
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha!r}")
+    d = np.asarray(diffs, dtype=float).ravel()
+    d = d[np.isfinite(d)]
+    n = int(d.size)
+    c95, c90 = mean_ci(d, 1 - alpha), mean_ci(d, 1 - 2 * alpha)
+    if n < 2:
+        return Equivalence("inconclusive", c95.mean, c95.lo, c95.hi, c90.lo, c90.hi, float("nan"), float(margin), n)
+    se = np.std(d, ddof=1) / np.sqrt(n)
+    if se > 0:
+        p_lo = stats.t.sf((c95.mean + margin) / se, n - 1)  # H0: mu <= -margin
+        p_hi = stats.t.cdf((c95.mean - margin) / se, n - 1)  # H0: mu >= +margin
+        p = float(max(p_lo, p_hi))
+    else:
+        p = 0.0 if abs(c95.mean) < margin else 1.0
+    if p < alpha:
+        verdict = "equivalent"
+    elif c95.lo > 0:
+        verdict = "better"
+    elif c95.hi < 0:
+        verdict = "worse"
+    else:
+        verdict = "inconclusive"
+    return Equivalence(verdict, c95.mean, c95.lo, c95.hi, c90.lo, c90.hi, p, float(margin), n)
 
 
 def ratio_of_means(a, b, axis: int = -1):

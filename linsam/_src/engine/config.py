@@ -69,6 +69,11 @@ class SimConfig:
         on a fixed clean test sample of this size, drawn per seed from the data model with
         key ``fold_in(PRNGKey(seed), TEST_KEY)`` (:data:`linsam._src.engine.sweep.TEST_KEY`).
         The linear models on Gaussian mixtures keep the exact population accuracy.
+      val_size: size of the *validation* sample of every seed (0 = ``n // 4``, the default):
+        drawn from the training distribution with the *same* label noise (the labels a user
+        has), with key ``fold_in(PRNGKey(seed), VAL_KEY)`` (the training draw is unchanged),
+        never trained on. ``val_acc`` is the accuracy on its noisy labels; stopping steps and
+        knobs are selected on it (:mod:`linsam.selection`), never on ``test_acc``.
       lam_last, lam_act: ``jreg_fixed`` coefficients.
       lam_scale_by_rho: if true, ``jreg_fixed`` uses ``lam_last * rho`` and ``lam_act * rho``,
         so the rho axis sweeps its strength (selected like any other method's rho); with
@@ -101,6 +106,7 @@ class SimConfig:
     hidden2: int = 0
     num_classes: int = 2
     test_size: int = 10000
+    val_size: int = 0
     lam_last: float = 0.0
     lam_act: float = 0.0
     lam_scale_by_rho: bool = False
@@ -164,6 +170,11 @@ class SimConfig:
     @property
     def meta_dict(self) -> dict:
         return {k: _thaw(v) for k, v in self.meta}
+
+    @property
+    def validation_size(self) -> int:
+        """The validation sample's size: ``val_size``, or ``max(1, n // 4)`` when it is 0."""
+        return int(self.val_size) if self.val_size else max(1, int(self.n) // 4)
 
     @property
     def seeds(self) -> np.ndarray:
@@ -231,6 +242,8 @@ class SimConfig:
         elif self.noise.kind == "cifar10_asymmetric":
             raise ValueError("noise.kind 'cifar10_asymmetric' applies to model 'softmax' (K-class labels) only")
         check_positive_int(self.test_size, "test_size")
+        if isinstance(self.val_size, bool) or not isinstance(self.val_size, (int, np.integer)) or self.val_size < 0:
+            raise ValueError(f"val_size must be an integer >= 0 (0 = n // 4, the default), got {self.val_size!r}")
         check_nonnegative(self.lam_last, "lam_last")
         check_nonnegative(self.lam_act, "lam_act")
         for pair in self.knob_scale:

@@ -232,9 +232,16 @@ def _scan_records(block, carry, sizes):
     return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *outs)
 
 
-def _trajectory(X, XT, t, mask, w0, runs, pair_run, pair_rho, mu, scale, lr, *, model, form, sizes, keep_params,
-                isotropic):
+def _val_correct(zv):
+    """Validation accuracy of the runs from their validation margins ``(n_val, R)`` (ties 1/2)."""
+    return jnp.mean((zv > 0).astype(zv.dtype) + 0.5 * (zv == 0).astype(zv.dtype), axis=0)
+
+
+def _trajectory(X, XT, t, mask, w0, Xv, tv, runs, pair_run, pair_rho, mu, scale, lr, *, model, form, sizes,
+                keep_params, isotropic):
     r"""One seed, ``R`` runs: ``X`` ``(n, d)``, ``XT`` its stored transpose, ``w0`` ``(d,)``,
+    the validation sample ``Xv`` ``(n_val, d)`` with its noisy labels ``tv`` (``val_acc``:
+    primal :math:`X_v W`; dual :math:`X_v w = \alpha X_v w_0 + s (X_v X^\top) A`),
     ``runs`` (:class:`Runs`, each ``(R,)``); ``P`` recorded (run, radius) pairs ``pair_run``, ``pair_rho`` ``(P,)``.
     Returns metrics name -> ``(P, T)`` and the weights at the records ``(R, T, d)`` or None.
 
@@ -267,14 +274,16 @@ def _trajectory(X, XT, t, mask, w0, runs, pair_run, pair_rho, mu, scale, lr, *, 
             W, M = _advance(step, carry, size)
             w_norm = jax.vmap(lambda w: model.norms(w, X)["w_norm"], in_axes=1)(W)
             acc = _population_accuracy(mu, scale, W.T)
-            return (W, M), (M, w_norm, acc, W.T if keep_params else None)
+            vacc = _val_correct(tv[:, None] * (Xv @ W))
+            return (W, M), (M, w_norm, acc, vacc, W.T if keep_params else None)
 
-        Ms, w_norm, acc, Ws = _scan_records(block, (W0, M0), sizes)
+        Ms, w_norm, acc, vacc, Ws = _scan_records(block, (W0, M0), sizes)
     else:
         K = X @ XT
         scale2 = scale * scale
         K2 = None if isotropic else (X * scale2) @ XT
         xmu, xs2w0 = X @ mu, X @ (scale2 * w0)
+        Kv, mv0 = Xv @ XT, Xv @ w0  # validation logits: X_v w = a X_v w0 + s K_v A
         w0_sq, w0_mu, w0_var = jnp.sum(w0 * w0), w0 @ mu, jnp.sum(scale2 * w0 * w0)
 
         # w = a w0 + s X^T A with a = (1 - lr decay)^k per run (a = 1 without decay)
@@ -296,17 +305,18 @@ def _trajectory(X, XT, t, mask, w0, runs, pair_run, pair_rho, mu, scale, lr, *, 
             else:
                 var = a * a * w0_var + 2.0 * a * s * (xs2w0 @ A) + s * s * jnp.sum(A * (K2 @ A), axis=0)
             acc = _accuracy_from_moments(signal, var)
+            vacc = _val_correct(tv[:, None] * (a[None, :] * mv0[:, None] + s * (Kv @ A)))
             W = (a[None, :] * w0[:, None] + s * (XT @ A)).T if keep_params else None
-            return (MT, AT, a), (M, jnp.sqrt(jnp.maximum(w_sq, 0.0)), acc, W)
+            return (MT, AT, a), (M, jnp.sqrt(jnp.maximum(w_sq, 0.0)), acc, vacc, W)
 
-        Ms, w_norm, acc, Ws = _scan_records(block, (M0.T, jnp.zeros_like(M0.T), jnp.ones_like(keep)), sizes)
+        Ms, w_norm, acc, vacc, Ws = _scan_records(block, (M0.T, jnp.zeros_like(M0.T), jnp.ones_like(keep)), sizes)
 
     # every record at once: Ms (T, n, R) -> margins of the recorded pairs (T, n, P)
     z = t[None, :, None] * Ms[:, :, pair_run]
     z_sam = z - model.margin_shift(z, xn_col, pair_rho[None, :])  # the 1-SAM point (J' = J = ||x||)
     per_pair = jax.vmap(binary_metrics, in_axes=(1, None, 1, None, None, 0))  # over P
     ms = jax.vmap(per_pair, in_axes=(0, None, 0, None, None, None))(z, xn, z_sam, xn, mask, pair_rho)  # (T, P)
-    ms.update(test_acc=acc[:, pair_run], w_norm=w_norm[:, pair_run])
+    ms.update(test_acc=acc[:, pair_run], val_acc=vacc[:, pair_run], w_norm=w_norm[:, pair_run])
     ms = {k: v.T for k, v in ms.items()}  # (T, P) -> (P, T)
     return ms, (jnp.swapaxes(Ws, 0, 1) if keep_params else None)
 
@@ -314,23 +324,23 @@ def _trajectory(X, XT, t, mask, w0, runs, pair_run, pair_rho, mu, scale, lr, *, 
 @functools.lru_cache(maxsize=64)
 def program(model, form: str, record_sizes: tuple, keep_params: bool, seed_block: int, precision, mesh,
             isotropic: bool = False):
-    """The sweep over seeds (sharded over ``mesh``): ``fn(X, XT, t, mask, w0, runs, pair_run,
-    pair_rho, mu, scale, lr)`` (``runs``: :class:`Runs`), seed axis leading on the first five; returns metrics
+    """The sweep over seeds (sharded over ``mesh``): ``fn(X, XT, t, mask, w0, Xv, tv, runs, pair_run,
+    pair_rho, mu, scale, lr)`` (``runs``: :class:`Runs`), seed axis leading on the first seven; returns metrics
     ``(S, P, T)`` and weights ``(S, R, T, d)`` (or None). ``isotropic``: every entry of
     ``scale`` is the same (the dual form then needs no second Gram matrix)."""
     traj = functools.partial(_trajectory, model=model, form=form, sizes=tuple(record_sizes), keep_params=keep_params,
                              isotropic=isotropic)
 
-    def local(X, XT, t, mask, w0, runs, pair_run, pair_rho, mu, scale, lr):
+    def local(X, XT, t, mask, w0, Xv, tv, runs, pair_run, pair_rho, mu, scale, lr):
         one = lambda a: traj(*a, runs, pair_run, pair_rho, mu, scale, lr)  # noqa: E731
-        xs = (X, XT, t, mask, w0)
+        xs = (X, XT, t, mask, w0, Xv, tv)
         S = X.shape[0]
         with jax.default_matmul_precision(precision):
             if seed_block >= S:
                 return jax.vmap(one)(xs)
             return lax.map(one, xs, batch_size=seed_block) if seed_block > 1 else lax.map(one, xs)
 
-    return shard_run_axis(local, in_axes=(0, 0, 0, 0, 0) + (None,) * 6, out_axes=0, mesh=mesh)
+    return shard_run_axis(local, in_axes=(0,) * 7 + (None,) * 6, out_axes=0, mesh=mesh)
 
 
 transpose = jax.jit(lambda X: jnp.swapaxes(X, -1, -2))  # materialised: a jit output is row-major

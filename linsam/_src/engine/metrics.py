@@ -19,6 +19,7 @@ from linsam._src.data import GaussianMixture, _population_accuracy
 #: Names of the recorded metrics (logreg; the DLN and the MLP add v_norm, W_norm, act_norm).
 METRICS = (
     "test_acc",
+    "val_acc",
     "train_acc",
     "train_acc_clean",
     "train_acc_noisy",
@@ -137,7 +138,17 @@ def evaluate_test_acc(model, params, mixture, test=None) -> jax.Array:
     return sampled_test_accuracy(model, params, test)
 
 
-def record_metrics(model, params, X, t, mask, mixture: GaussianMixture, rho, test=None, test_acc=None) -> dict:
+def validation_accuracy(model, params, val) -> jax.Array:
+    r"""``val_acc``: accuracy on the validation sample ``val = (X_val, t_val)`` against its *noisy*
+    labels (the labels a user has; :attr:`SimConfig.val_size <linsam.simulate.SimConfig>`), ties
+    1/2 (binary) or 1/m (K classes). Under symmetric noise of rate :math:`p` its expectation is
+    :math:`p + (1 - 2p)\,\mathrm{acc}_{\rm clean}` (binary), increasing in the clean accuracy, so
+    its argmax over steps estimates the test-accuracy argmax without clean labels."""
+    return sampled_test_accuracy(model, params, val)
+
+
+def record_metrics(model, params, X, t, mask, mixture: GaussianMixture, rho, test=None, test_acc=None, val=None,
+                   val_acc=None) -> dict:
     r"""The metrics of one state (pure JAX; ``rho`` may be traced).
 
     With margins :math:`z_i = t_i f(x_i)` on the *training* (noisy) labels, clean set
@@ -147,6 +158,8 @@ def record_metrics(model, params, X, t, mask, mixture: GaussianMixture, rho, tes
       (X_test, t_test)`` is given (a nonlinear model such as the MLP, or XOR data), the
       accuracy on that clean held-out sample (:func:`evaluate_test_acc`; ``test_acc`` passes a
       value computed once outside a vmap over radii);
+    - ``val_acc``: :func:`validation_accuracy` on ``val = (X_val, noisy t_val)`` (or the value
+      ``val_acc`` computed once outside a vmap over radii); NaN when neither is given;
     - ``train_acc`` / ``_clean`` / ``_noisy``: fraction of :math:`z_i > 0` (ties count 1/2)
       on all / clean / noisy examples, so ``train_acc_noisy`` is the fraction of flipped
       labels memorised (chance 1/2 at init);
@@ -172,7 +185,8 @@ def record_metrics(model, params, X, t, mask, mixture: GaussianMixture, rho, tes
     """
     if getattr(model, "num_classes", None) is not None:  # the K-class softmax model
         rho = jnp.asarray(rho, X.dtype)
-        out = dict(test_acc=evaluate_test_acc(model, params, mixture, test) if test_acc is None else test_acc)
+        out = dict(test_acc=evaluate_test_acc(model, params, mixture, test) if test_acc is None else test_acc,
+                   val_acc=_val_acc(model, params, val, val_acc, X.dtype))
         out.update(multiclass_metrics(model, params, X, t, mask, rho))
         out.update(model.norms(params, X))
         return {k: jnp.asarray(v, X.dtype) for k, v in out.items()}
@@ -182,8 +196,17 @@ def record_metrics(model, params, X, t, mask, mixture: GaussianMixture, rho, tes
         model = LogReg() if model == "logreg" else DLN()
     rho = jnp.asarray(rho, X.dtype)
     sp = model.one_sam_point(params, X, t, rho)
-    out = dict(test_acc=evaluate_test_acc(model, params, mixture, test) if test_acc is None else test_acc)
+    out = dict(test_acc=evaluate_test_acc(model, params, mixture, test) if test_acc is None else test_acc,
+               val_acc=_val_acc(model, params, val, val_acc, X.dtype))
     out.update(binary_metrics(model.margins(params, X, t), model.jacobian_norm(params, X), t * sp.logits,
                               sp.jacobian_norm, mask, rho))
     out.update(model.norms(params, X))
     return {k: jnp.asarray(v, X.dtype) for k, v in out.items()}
+
+
+def _val_acc(model, params, val, val_acc, dtype):
+    if val_acc is not None:
+        return val_acc
+    if val is None:
+        return jnp.asarray(jnp.nan, dtype)
+    return validation_accuracy(model, params, val)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from linsam._src.engine.metrics import record_metrics, evaluate_test_acc
+from linsam._src.engine.metrics import evaluate_test_acc, record_metrics, validation_accuracy
 from linsam._src.engine.shard import shard_run_axis
 
 
@@ -37,10 +37,12 @@ def batch(key, i, X, t, batch_size):
     return X[idx], t[idx]
 
 
-def _one_seed(methods, metric_rhos, p0, X, t, mask, key, mixture, lr, test, *, model, sizes, batch_size, keep_params):
+def _one_seed(methods, metric_rhos, p0, X, t, mask, key, mixture, lr, test, val, *, model, sizes, batch_size,
+              keep_params):
     """Runs ``methods`` (a method value with leading axis R on its leaves) on one seed.
 
-    ``test``: None (population accuracy) or this seed's clean test sample ``(X_test, t_test)``.
+    ``test``: None (population accuracy) or this seed's clean test sample ``(X_test, t_test)``;
+    ``val``: this seed's validation sample ``(X_val, noisy t_val)``.
 
     Returns metrics name -> ``(R, T, Q)`` and the parameters ``(R, T, ...)`` (or None)."""
 
@@ -54,7 +56,8 @@ def _one_seed(methods, metric_rhos, p0, X, t, mask, key, mixture, lr, test, *, m
             p, i0 = carry
             p = jax.lax.fori_loop(i0, i0 + size, one_step, p)
             acc = evaluate_test_acc(model, p, mixture, test)  # once per record, not per radius
-            ms = jax.vmap(lambda r: record_metrics(model, p, X, t, mask, mixture, r, test_acc=acc))(rhos)
+            vacc = validation_accuracy(model, p, val)
+            ms = jax.vmap(lambda r: record_metrics(model, p, X, t, mask, mixture, r, test_acc=acc, val_acc=vacc))(rhos)
             return (p, i0 + size), (ms, p if keep_params else None)
 
         _, (ms, ps) = jax.lax.scan(body, (p0, jnp.int32(0)), sizes)
@@ -66,14 +69,15 @@ def _one_seed(methods, metric_rhos, p0, X, t, mask, key, mixture, lr, test, *, m
 @functools.lru_cache(maxsize=64)
 def program(model, record_sizes: tuple, batch_size: int, keep_params: bool, mesh):
     """The compiled-on-first-call sweep over seeds (sharded over ``mesh``) for one model and
-    record schedule: ``fn(params0, X, t, mask, keys, methods, metric_rhos, mixture, lr, test)``,
-    seed axis leading on the first five and on ``test`` (None, or the clean test samples
-    ``(X_test, t_test)``); returns metrics ``(S, R, T, Q)`` and parameters."""
+    record schedule: ``fn(params0, X, t, mask, keys, methods, metric_rhos, mixture, lr, test, val)``,
+    seed axis leading on the first five, on ``test`` (None, or the clean test samples
+    ``(X_test, t_test)``) and on ``val`` (the validation samples ``(X_val, noisy t_val)``);
+    returns metrics ``(S, R, T, Q)`` and parameters."""
     sizes = jnp.asarray(np.asarray(record_sizes, np.int32))
     one = functools.partial(_one_seed, model=model, sizes=sizes, batch_size=batch_size, keep_params=keep_params)
 
-    def local(p0, X, t, mask, keys, methods, metric_rhos, mixture, lr, test):
-        f = lambda p, X, t, m, k, te: one(methods, metric_rhos, p, X, t, m, k, mixture, lr, te)  # noqa: E731
-        return jax.vmap(f)(p0, X, t, mask, keys, test)
+    def local(p0, X, t, mask, keys, methods, metric_rhos, mixture, lr, test, val):
+        f = lambda p, X, t, m, k, te, va: one(methods, metric_rhos, p, X, t, m, k, mixture, lr, te, va)  # noqa: E731
+        return jax.vmap(f)(p0, X, t, mask, keys, test, val)
 
-    return shard_run_axis(local, in_axes=(0, 0, 0, 0, 0, None, None, None, None, 0), out_axes=0, mesh=mesh)
+    return shard_run_axis(local, in_axes=(0, 0, 0, 0, 0, None, None, None, None, 0, 0), out_axes=0, mesh=mesh)

@@ -165,6 +165,38 @@ def _test_samples(keys, mixture, *, size, dtype):
     return jax.vmap(lambda k: mixture._sample(jax.random.fold_in(k, TEST_KEY), size, jnp.dtype(dtype)))(keys)
 
 
+#: The validation sample of seed ``s`` is drawn with key ``fold_in(PRNGKey(s), VAL_KEY)``: from the
+#: training distribution with the same label noise, disjoint from the training draw.
+VAL_KEY = 0x7A1
+
+
+@partial(jax.jit, static_argnames=("model", "size", "noise", "dtype"))
+def _val_samples(keys, mixture, *, model, size, noise, dtype):
+    """Validation samples ``(X_val (S, m, d), noisy t_val (S, m))`` of every seed key: the training
+    distribution *with its label noise* (the labels a user has), key ``fold_in(k, VAL_KEY)``."""
+    def one(k):
+        ds = _sample_of(model, jax.random.fold_in(k, VAL_KEY), mixture, size, noise, jnp.dtype(dtype))
+        return ds.X, ds.noisy
+
+    return jax.vmap(one)(keys)
+
+
+def validation_sample(config: SimConfig, seed: int) -> Dataset:
+    """The validation sample of a run of ``config`` with ``seed`` (:attr:`SimConfig.val_size`
+    points, noisy labels in ``noisy``, clean ones in ``clean``): ``val_acc`` is the accuracy on
+    ``noisy``. Never trained on."""
+    config = config.validate()
+    k = jax.random.fold_in(jax.random.PRNGKey(seed), VAL_KEY)
+    ds = _sample_of(model_of(config), k, _mixture(config), config.validation_size, config.noise,
+                    jnp.dtype(config.dtype))
+    return ds._replace(rate=float(np.mean(np.asarray(ds.mask))))
+
+
+def _val_data(config, keys, mixture):
+    return _val_samples(keys, mixture, model=model_of(config), size=config.validation_size, noise=config.noise,
+                        dtype=config.dtype)
+
+
 def held_out_sample(config: SimConfig, seed: int):
     """The clean test sample ``(X_test, t_test)`` on which a run of ``config`` with ``seed`` measures
     ``test_acc`` (where :func:`uses_test_sample`)."""
@@ -265,6 +297,7 @@ def estimate_memory(config: SimConfig, keep_params: bool = False) -> dict:
     per_seed_data = (2 * n * d + 2 * n * n + 4 * n) * isz
     if uses_test_sample(config):
         per_seed_data += config.test_size * (d + 1) * isz
+    per_seed_data += config.validation_size * (d + 1 + n) * isz  # the sample, and K_v (dual form)
     per_seed_out = P * T * len(names) * isz + (P * T * _num_params(config) * isz if keep_params else 0)
     per_seed_work = 4 * len(config.rhos) * (n + _num_params(config)) * isz * max(len(config.methods), 1)
     device = chunk * (per_seed_data + 2 * per_seed_out + per_seed_work)
@@ -358,8 +391,9 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
         ds, params0, k_sgd = _data(config, _keys(ch, chunk), mixture)
         test = _test_samples(_keys(ch, chunk), mixture, size=config.test_size, dtype=config.dtype) if needs_test \
             else None
+        val = _val_data(config, _keys(ch, chunk), mixture)
         ms, ps = _train_chunk(config, backends, ds, params0, k_sgd, mixture, keep_params, form, mesh, precision,
-                              seed_block, test=test)
+                              seed_block, test=test, val=val)
         parts.append((ms, ps, np.asarray(ds.rate), len(ch)))
         if progress:
             done = sum(p[3] for p in parts)
@@ -384,15 +418,17 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
 
 
 def _train_chunk(config, backends, ds, params0, k_sgd, mixture, keep_params, form, mesh, precision, seed_block,
-                 test=None):
+                 test=None, val=None):
     """Every method on one chunk of seeds -> metrics name -> ``(method, rho, seed, T)``, params
-    (``test``: the chunk's clean test samples, or None for the population accuracy)."""
+    (``test``: the chunk's clean test samples, or None for the population accuracy; ``val``: the
+    chunk's validation samples ``(X_val, noisy t_val)``)."""
     R = len(config.rhos)
     rhos = np.asarray(config.rhos, float)
     out = {}
     lin = [m for m in config.methods if backends[m] == "linear"]
     if lin:
-        out.update(_linear_methods(config, lin, ds, params0, mixture, keep_params, form, mesh, precision, seed_block))
+        out.update(_linear_methods(config, lin, ds, params0, mixture, keep_params, form, mesh, precision, seed_block,
+                                   val))
     dt = jnp.dtype(config.dtype)
     for m in config.methods:
         if backends[m] != "scan":
@@ -406,7 +442,7 @@ def _train_chunk(config, backends, ds, params0, k_sgd, mixture, keep_params, for
         fn = scan.program(model_of(config), _record_sizes(config), config.batch_size, bool(keep_params), mesh)
         # with a test sample the mixture is not read: pass None, so one compilation serves every data kind
         ms, ps = fn(params0, ds.X, ds.noisy, ds.mask, k_sgd, value, jnp.asarray(metric_rhos, dt),
-                    mixture if test is None else None, jnp.asarray(config.lr, dt), test)
+                    mixture if test is None else None, jnp.asarray(config.lr, dt), test, val)
         # (S, Rt, T, Q) -> (rho, S, T): once: Rt = 1, Q = rhos; else Rt = rhos, Q = 1
         ms = {k: np.moveaxis(to_host(v)[:, 0], -1, 0) if once else np.moveaxis(to_host(v)[..., 0], 1, 0)
               for k, v in ms.items()}
@@ -422,7 +458,7 @@ def _train_chunk(config, backends, ds, params0, k_sgd, mixture, keep_params, for
     return metrics, params
 
 
-def _linear_methods(config, names, ds, params0, mixture, keep_params, form, mesh, precision, seed_block):
+def _linear_methods(config, names, ds, params0, mixture, keep_params, form, mesh, precision, seed_block, val):
     """The linear backend for ``names`` on one chunk: {name: (metrics (rho, S, T), weights)}."""
     model = model_of(config)
     dt = jnp.dtype(config.dtype)
@@ -451,7 +487,7 @@ def _linear_methods(config, names, ds, params0, mixture, keep_params, form, mesh
     isotropic = bool(np.all(scale == scale[0]))
     fn = linear.program(model, form, _record_sizes(config), bool(keep_params), int(seed_block), precision, mesh,
                         isotropic)
-    ms, Ws = fn(ds.X, linear.transpose(ds.X), ds.noisy, ds.mask, params0, runs,
+    ms, Ws = fn(ds.X, linear.transpose(ds.X), ds.noisy, ds.mask, params0, val[0], val[1], runs,
                 jnp.asarray(pair_run, jnp.int32), jnp.asarray(pair_rho, dt), mixture.mu, mixture.scale,
                 jnp.asarray(config.lr, dt))
     ms = {k: to_host(v) for k, v in ms.items()}  # (S, P, T)
@@ -482,4 +518,4 @@ def run(config: SimConfig, method: str, rho: float, seed: int, *, keep_params: b
 
 __all__ = ["AXES", "BACKENDS", "SweepResult", "Trajectory", "backend_of", "check_memory", "estimate_memory",
            "initial_params", "mean_classifier_accuracy", "record_steps", "run", "simulate", "held_out_sample",
-           "training_data", "training_sets", "uses_test_sample", "TEST_KEY"]
+           "training_data", "training_sets", "uses_test_sample", "validation_sample", "TEST_KEY", "VAL_KEY"]

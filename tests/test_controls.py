@@ -189,20 +189,34 @@ def test_linear_backend_dual_form_runs_the_controls_exactly(kind):
 # ----------------------------------------------------------------------------- the comparison
 
 
-def _fake_sweep(name, seeds, peaks_by_method, rhos, knob_scale=()):
-    """A sweep whose test-accuracy curve of (method, rho, seed) has one record at the given peak."""
+def _fake_sweep(name, seeds, peaks_by_method, rhos, knob_scale=(), val_by_method=None):
+    """A sweep whose curves of (method, rho, seed) have one record after the start: test accuracy
+    at the given value, validation accuracy at ``val_by_method`` (default: the same)."""
     methods = list(peaks_by_method)
     acc = np.stack([np.asarray(peaks_by_method[m], float) for m in methods])  # (method, rho, seed)
+    val = acc if val_by_method is None else np.stack([np.asarray(val_by_method[m], float) for m in methods])
     curve = np.stack([np.full_like(acc, 0.5), acc], axis=-1)
+    vcurve = np.stack([np.full_like(val, 0.5), val], axis=-1)
     cfg = SimConfig(name=name, methods=tuple(methods), rhos=tuple(rhos), num_seeds=len(seeds),
                     seed_offset=int(seeds[0]), knob_scale=knob_scale, meta=(("regime", "synthetic"),))
     axes = dict(method=methods, rho=np.asarray(rhos, float), seed=np.asarray(seeds), step=np.array([0, 1]))
 
     def index(axis, value):
         vals = list(axes[axis])
-        return vals.index(value) if axis == "method" else int(np.flatnonzero(np.isclose(axes[axis], value))[0])
+        if axis == "method":
+            return vals.index(value)
+        hits = np.flatnonzero(np.isclose(axes[axis], value))
+        if hits.size == 0:
+            raise KeyError(value)
+        return int(hits[0])
 
-    return SimpleNamespace(config=cfg, axes=axes, metrics={"test_acc": curve}, index=index)
+    return SimpleNamespace(config=cfg, axes=axes, metrics={"test_acc": curve, "val_acc": vcurve}, index=index)
+
+
+def _runs(rng, n, sam, shift, lin, noise=0.002):
+    e = lambda: noise * rng.standard_normal((3, n))  # noqa: E731
+    return {"gd": 0.70 + np.zeros((3, n)), "one_sam": np.array(sam)[:, None] + e(),
+            "shifted_loss": np.array(shift)[:, None] + e(), "linear_loss": lin + np.zeros((3, n)) + e()[:1]}
 
 
 def test_compare_picks_knobs_and_the_best_control_on_the_selection_seeds():
@@ -210,42 +224,85 @@ def test_compare_picks_knobs_and_the_best_control_on_the_selection_seeds():
 
     rng = np.random.default_rng(0)
     rhos = (1.0, 2.0, 4.0)
-
-    def runs(n, sam, shift, lin, noise=0.002):
-        e = lambda: noise * rng.standard_normal((3, n))  # noqa: E731
-        return {"gd": 0.70 + np.zeros((3, n)), "one_sam": np.array(sam)[:, None] + e(),
-                "shifted_loss": np.array(shift)[:, None] + e(), "linear_loss": lin + np.zeros((3, n)) + e()[:1]}
-
     # on the selection seeds the shifted loss is best at rho = 2; 1-SAM's best is rho = 4 (grid edge)
-    sel = _fake_sweep("sel", range(8), runs(8, [0.72, 0.74, 0.76], [0.73, 0.78, 0.75], 0.71), rhos)
-    rep = _fake_sweep("rep", range(100, 120), runs(20, [0.72, 0.74, 0.80], [0.73, 0.75, 0.79], 0.90), rhos)
+    sel = _fake_sweep("sel", range(8), _runs(rng, 8, [0.72, 0.74, 0.76], [0.73, 0.78, 0.75], 0.71), rhos)
+    rep = _fake_sweep("rep", range(100, 120), _runs(rng, 20, [0.72, 0.74, 0.80], [0.73, 0.75, 0.79], 0.90), rhos)
     comp = C.compare(sel, rep)
     assert comp["methods"]["one_sam"]["rho"] == 4.0 and comp["methods"]["one_sam"]["edge"] == "high"
     assert comp["methods"]["shifted_loss"]["rho"] == 2.0 and comp["methods"]["shifted_loss"]["edge"] is None
     # the linear loss is far better on the report seeds, but it was not the best on the selection seeds
     assert comp["best_control"] == "shifted_loss"
-    assert comp["gain"]["mean"] == pytest.approx(0.05, abs=0.003) and C.verdict(comp) == "yes"
+    assert comp["gain"]["mean"] == pytest.approx(0.05, abs=0.003) and C.verdict(comp) == "better"
+    assert comp["versus"]["linear_loss"]["verdict"] == "worse"
     # matched radius: the shifted loss at 1-SAM's rho* = 4
-    assert np.mean(comp["methods"]["shifted_loss"]["peak_matched"]) == pytest.approx(0.79, abs=0.003)
+    assert np.mean(comp["methods"]["shifted_loss"]["selected_matched"]) == pytest.approx(0.79, abs=0.003)
     lines = "\n".join(C.table_lines(comp))
-    assert "at grid edge: high" in lines and "(best control)" in lines
+    assert "at grid edge: high" in lines and "(best simple control)" in lines
     with pytest.raises(ValueError, match="reuses selection seeds"):
-        C.compare(sel, _fake_sweep("rep", range(4, 24), runs(20, [0.7] * 3, [0.7] * 3, 0.7), rhos))
+        C.compare(sel, _fake_sweep("rep", range(4, 24), _runs(rng, 20, [0.7] * 3, [0.7] * 3, 0.7), rhos))
+
+
+def test_compare_selects_on_validation_not_on_test():
+    """Validation prefers 1-SAM's rho = 1, the test curve rho = 2: the protocol must follow validation."""
+    from reproduction import controls as C
+
+    rng = np.random.default_rng(1)
+    rhos = (1.0, 2.0, 4.0)
+    test = _runs(rng, 8, [0.72, 0.80, 0.71], [0.73, 0.74, 0.75], 0.71)
+    val = dict(test, one_sam=np.array([0.75, 0.70, 0.69])[:, None] + np.zeros((3, 8)))
+    sel = _fake_sweep("sel", range(8), test, rhos, val_by_method=val)
+    rep = _fake_sweep("rep", range(100, 110), _runs(rng, 10, [0.72, 0.80, 0.71], [0.73, 0.74, 0.75], 0.71), rhos)
+    assert C.compare(sel, rep)["methods"]["one_sam"]["rho"] == 1.0
+
+
+def test_compare_runs_extends_an_edge_until_interior():
+    """1-SAM's selection curve rises to the grid's top: the protocol runs x2 extensions until it turns."""
+    from reproduction import controls as C
+
+    rng = np.random.default_rng(2)
+    rhos = (1.0, 2.0)
+    level = {1.0: 0.72, 2.0: 0.74, 4.0: 0.78, 8.0: 0.76, 16.0: 0.70}
+    runs_seen = []
+
+    def run(cfg):
+        runs_seen.append(cfg.name)
+        seeds = list(cfg.seeds)
+        n = len(seeds)
+        peaks = {m: np.array([[level[r] if m == "one_sam" else 0.7] * n for r in cfg.rhos])
+                 + 1e-4 * rng.standard_normal((len(cfg.rhos), n)) for m in cfg.methods}
+        return _fake_sweep(cfg.name, seeds, peaks, cfg.rhos)
+
+    sel_cfg = SimConfig(name="sel", methods=("gd", "one_sam"), rhos=rhos, num_seeds=4, seed_offset=0)
+    rep_cfg = SimConfig(name="rep", methods=("gd", "one_sam"), rhos=rhos, num_seeds=6, seed_offset=100)
+    comp = C.compare_runs(run, sel_cfg, rep_cfg)
+    r = comp["methods"]["one_sam"]
+    assert r["rho"] == 4.0 and r["edge"] is None and r["extended"] == 2
+    assert runs_seen == ["sel", "sel-x-one_sam-4", "sel-x-one_sam-8", "rep"]
+    assert "interior after 2 grid extension(s)" in C.rho_text(r)
+    # capped: a curve that keeps rising stops after max_extend extensions, flagged
+    level.update({8.0: 0.80, 16.0: 0.81, 32.0: 0.82})
+    comp = C.compare_runs(run, sel_cfg.replace(name="sel2"), rep_cfg, max_extend=2)
+    r = comp["methods"]["one_sam"]
+    assert r["rho"] == 8.0 and r["edge"] == "high" and r["capped"] and "cap of 2 extensions" in C.rho_text(r)
 
 
 def test_c10_verdict_counts_regimes():
     import paper_checks
 
-    def comp(lo, hi, mean):
-        m = {"one_sam": dict(peak=[0.8] * 3, rho=1.0), "linear_loss": dict(peak=[0.79] * 3, rho=0.5)}
+    def comp(lo, hi, mean, verdict):
+        m = {"one_sam": dict(selected=[0.8] * 3, oracle=[0.81] * 3, final=[0.7] * 3, rho=1.0, knob="rho", edge=None,
+                             capped=False, extended=0),
+             "linear_loss": dict(selected=[0.79] * 3, oracle=[0.8] * 3, final=[0.79] * 3, rho=0.5, knob="-")}
+        g = dict(mean=mean, lo=lo, hi=hi, n=3, verdict=verdict, margin=0.005)
         return dict(regime="r", treatment="one_sam", baseline="gd", best_control="linear_loss", methods=m,
-                    gain=dict(mean=mean, lo=lo, hi=hi, n=3), select="s", report="p")
+                    gain=g, versus={"linear_loss": g}, sam_comparators=[], select="s", report="p")
 
-    ok = paper_checks.evaluate("C10", dict(regimes=[comp(-0.01, 0.01, 0.0), comp(0.01, 0.02, 0.015)], regime="x"),
+    ok = paper_checks.evaluate("C10", dict(regimes=[comp(-0.01, 0.01, 0.0, "inconclusive"),
+                                                    comp(0.01, 0.02, 0.015, "better")], regime="x"),
                                {"min_regimes": 1})
-    assert ok.verdict == "holds" and "1 of 2" in ok.measured
-    bad = paper_checks.evaluate("C10", dict(regimes=[comp(-0.03, -0.01, -0.02)], regime="x"), {})
-    assert bad.verdict == "fails" and "no (worse)" in bad.measured
+    assert ok.verdict == "holds" and "1 of 2" in ok.measured and "unhinged" in ok.measured
+    bad = paper_checks.evaluate("C10", dict(regimes=[comp(-0.03, -0.01, -0.02, "worse")], regime="x"), {})
+    assert bad.verdict == "fails" and "worse (margin 0.5 pp)" in bad.measured
 
 
 def test_models_have_every_control_in_closed_form():

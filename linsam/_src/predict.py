@@ -91,6 +91,9 @@ from linsam.simulate import SimConfig, record_steps
 
 #: Noise kinds the predictor carries (label flips independent of the input).
 PREDICT_NOISE_KINDS = ("none", "symmetric", "bernoulli")
+#: Data kinds the predictor carries (every Gaussian mixture ``t mu + Sigma^{1/2} g``, with or without
+#: heterogeneous example norms; not ``"xor"``, whose classes are not a two-mean mixture).
+PREDICT_DATA_KINDS = ("isotropic", "anisotropic", "spiked", "signal_noise")
 #: The metrics :func:`predict_curves` returns (each on the record steps).
 PREDICTED = ("test_acc", "train_acc", "train_acc_clean", "train_acc_noisy", "loss_clean", "loss_noisy",
              "grad_norm_clean", "grad_norm_noisy", "grad_norm_ratio", "sam_grad_norm_ratio", "overlap",
@@ -125,10 +128,26 @@ def _check(cfg, method, rho):
     check_rho(rho, "rho")
     if cfg.batch_size not in (0, cfg.n):
         raise ValueError(f"batch_size must be 0 or n = {cfg.n} (full batch), got {cfg.batch_size}")
+    if cfg.data.kind not in PREDICT_DATA_KINDS:
+        raise ValueError(f"data.kind must be one of {', '.join(PREDICT_DATA_KINDS)} (a Gaussian mixture "
+                         f"x = t mu + Sigma^(1/2) g, times the example-norm factor), got {cfg.data.kind!r}")
     if cfg.noise.kind not in PREDICT_NOISE_KINDS:
         raise ValueError(f"noise.kind must be one of {', '.join(PREDICT_NOISE_KINDS)} (flips independent of the "
                          f"input), got {cfg.noise.kind!r}")
     return cfg, kind
+
+
+def _norm_levels(mixture) -> tuple:
+    r"""The example-norm factor's distribution ``((nu, prob), ...)`` of ``mixture``
+    (:func:`linsam.data.with_example_norms`: :math:`\nu = s_{\rm hi}` with probability ``p``,
+    :math:`s_{\rm lo}` otherwise); ``((1.0, 1.0),)`` without a norm mixture. Levels of zero
+    probability are dropped and equal levels merged (``norm_ratio = 1``: one level, exactly 1)."""
+    if getattr(mixture, "norm_mix", None) is None:
+        return ((1.0, 1.0),)
+    p, lo, hi = (float(v) for v in np.asarray(mixture.norm_mix, np.float64))
+    if lo == hi:
+        return ((lo, 1.0),)
+    return tuple((nu, q) for nu, q in ((lo, 1.0 - p), (hi, p)) if q > 0)
 
 
 # ----------------------------------------------------------------------------- grids
@@ -194,26 +213,35 @@ def _macro_step(x, gap, lr):
     return decay, lr * geo
 
 
-def _dmft(n, d, mu2_groups, s0, p, eta, lr, xnorm_mean, xnorm_std, rho, one_sam, num_samples, num_response, seed):
-    """Run the forward DMFT on the grid with step sizes ``eta`` (T,). Returns per-grid arrays."""
+def _dmft(n, d, mu2_groups, s0, p, eta, lr, xnorm_mean, xnorm_std, rho, one_sam, num_samples, num_response, seed,
+          norm_levels=((1.0, 1.0),)):
+    """Run the forward DMFT on the grid with step sizes ``eta`` (T,). Returns per-grid arrays.
+
+    ``norm_levels``: ``((nu, prob), ...)``, the example-norm factors and their probabilities
+    (:func:`_norm_levels`); each (label group, norm level) stratum gets its own paths.
+    """
     lam_bar, cnt, S1, S2, M2, ML = (mu2_groups[:, i] for i in range(6))
     T = eta.size + 1  # grid points 0..T-1
     rng = np.random.default_rng(seed)
-    half = max(2, num_samples // 4)  # per label group, antithetic pairs
+    half = max(2, num_samples // 4)  # per stratum, antithetic pairs
     eps = rng.standard_normal((half, T))
     eps = np.concatenate([eps, -eps])  # (M_g, T), antithetic
     zeta = rng.standard_normal(half)
     zeta = np.concatenate([zeta, -zeta])
     M_g = eps.shape[0]
-    groups = ([1.0] if p < 1 else []) + ([-1.0] if p > 0 else [])
+    # strata: label group (s = +1 clean, -1 flipped) x example-norm level; exact weights, and the
+    # same Gaussian draws in every stratum (common random numbers)
     wts = {1.0: 1.0 - p, -1.0: p}
-    s = np.concatenate([np.full(M_g, g) for g in groups])
-    w = np.concatenate([np.full(M_g, wts[g] / M_g) for g in groups])
-    E = np.concatenate([eps] * len(groups))
-    Z = np.concatenate([zeta] * len(groups))
+    strata = [(g, nu, wts[g] * q) for g in ([1.0] if p < 1 else []) + ([-1.0] if p > 0 else [])
+              for nu, q in norm_levels]
+    s = np.concatenate([np.full(M_g, g) for g, _, _ in strata])
+    nu = np.concatenate([np.full(M_g, v) for _, v, _ in strata])  # ||x|| / ||x~|| per path
+    w = np.concatenate([np.full(M_g, q / M_g) for _, _, q in strata])
+    E = np.concatenate([eps] * len(strata))
+    Z = np.concatenate([zeta] * len(strata))
     xnorm = np.sqrt(np.maximum(xnorm_mean**2 + xnorm_std * Z * 2 * xnorm_mean, 0.0)) if xnorm_std > 0 else \
-        np.full(s.size, xnorm_mean)
-    C = rho * xnorm if one_sam else np.zeros(s.size)
+        np.full(s.size, xnorm_mean)  # ||x~||: the unscaled example's norm
+    C = rho * nu * xnorm if one_sam else np.zeros(s.size)
     M = s.size
     G = lam_bar.size
 
@@ -227,8 +255,8 @@ def _dmft(n, d, mu2_groups, s0, p, eta, lr, xnorm_mean, xnorm_std, rho, one_sam,
     m = np.zeros(T)
     F = np.zeros((M, T))
     Dz = np.zeros((M, T))
-    # responses on a subset of the paths (the first `resp` of each label group, reweighted)
-    sub = np.concatenate([np.arange(i * M_g, i * M_g + min(M_g, num_response)) for i in range(len(groups))])
+    # responses on a subset of the paths (the first `resp` of each stratum, reweighted)
+    sub = np.concatenate([np.arange(i * M_g, i * M_g + min(M_g, num_response)) for i in range(len(strata))])
     w_sub = w[sub] * (M_g / min(M_g, num_response))
     J = np.zeros((sub.size, T, T), np.float32)  # J[:, k, l] = du^k / dh^l on the subset
     H = np.zeros((M, T))
@@ -275,9 +303,11 @@ def _dmft(n, d, mu2_groups, s0, p, eta, lr, xnorm_mean, xnorm_std, rho, one_sam,
         # with far less Monte Carlo noise than the indicator
         base = z - L[k, k] * E[:, k]
         P[:, k] = ndtr(base / L[k, k]) if L[k, k] > 1e-12 * max(abs(base).max(), 1e-300) else (z > 0) + 0.5 * (z == 0)
-        f = expit(-z + C)
+        # the per-example nonlinearity in the unscaled margin z~: phi(z~) = nu sigma(-nu z~ + C)
+        e = expit(-(nu * z) + C)
+        f = nu * e
         F[:, k] = f
-        Dz[:, k] = -f * expit(z - C)  # dphi/dz
+        Dz[:, k] = -(nu * nu) * e * expit(nu * z - C)  # dphi/dz~
         # response J(k, l): 1 at l = k, memory chain below
         J[:, k, k] = 1.0
         if k > 0:
@@ -288,11 +318,13 @@ def _dmft(n, d, mu2_groups, s0, p, eta, lr, xnorm_mean, xnorm_std, rho, one_sam,
         Cf[:k, k] = Cf[k, :k]
         cvec[k] = (w * s) @ f
     v0 = (M2[:, None] * A[:, :, 0] ** 2).sum(0) * (s0**2 / d)  # Var <A(k,0) w0, mu> over seeds
-    return dict(m=m, Q=np.diag(Q).copy(), v0=v0, z=Zm, p_correct=P, s=s, w=w, xnorm=xnorm, C=C)
+    return dict(m=m, Q=np.diag(Q).copy(), v0=v0, z=Zm, p_correct=P, s=s, w=w, xnorm=nu * xnorm, nu=nu, C=C)
 
 
 def _metrics(sol):
-    z, s, w, xn, C = sol["z"], sol["s"], sol["w"], sol["xnorm"], sol["C"]
+    # z: the unscaled margins z~ (train accuracy P(z~ > 0) = P(z > 0)); the engine's margin is nu z~
+    zt, s, w, xn, C = sol["z"], sol["s"], sol["w"], sol["xnorm"], sol["C"]
+    z = sol["nu"][:, None] * zt
     m, q0 = sol["m"], sol["Q"]
     q = q0 + sol["v0"]  # E over w0 of Phi((m + delta)/sqrt(Q)), delta ~ N(0, v0): Phi(m / sqrt(Q + v0))
     out = {}
@@ -376,7 +408,7 @@ def predict_curves(cfg: SimConfig, method="gd", rho: float = 0.0, *, num_samples
     eta = cfg.lr * np.diff(grid).astype(np.float64)
     groups = _groups(mu, lam, num_bins=48)
     sol = _dmft(n, d, groups, float(cfg.init_scale), p, eta, float(cfg.lr), xnorm_mean, xnorm_std, rho,
-                kind == "one_sam", num_samples, num_response, seed)
+                kind == "one_sam", num_samples, num_response, seed, norm_levels=_norm_levels(mix))
     met = _metrics(sol)
     steps = record_steps(cfg)
     dt = np.dtype(cfg.dtype)

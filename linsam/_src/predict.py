@@ -8,30 +8,48 @@ the *effective single-example process* (a fixed seed, so the prediction is deter
 
 Model
 -----
-Data :math:`x_i = t_i\mu + \Sigma^{1/2}g_i`, trained labels :math:`y_i = s_i t_i` with
-:math:`s_i = -1` on the flipped examples (fraction :math:`p = \lfloor \mathrm{rate}\,n\rfloor/n`).
-Margins :math:`z_i = y_i\langle w, x_i\rangle = s_i m + u_i` with :math:`m = \langle w,\mu\rangle`
-and :math:`u_i = \langle \Sigma^{1/2}(y_i g_i), w\rangle`. Full-batch GD and 1-SAM (Lemma 3.1:
-1-SAM is GD with the per-example margin shift :math:`C_i = \rho\|x_i\|`,
+Data :math:`x_i = \nu_i\tilde x_i`, :math:`\tilde x_i = t_i\mu + \Sigma^{1/2}g_i`, trained labels
+:math:`y_i = s_i t_i` with :math:`s_i = -1` on the flipped examples (fraction
+:math:`p = \lfloor \mathrm{rate}\,n\rfloor/n`). The norm factor :math:`\nu_i > 0` is 1 unless the
+config has heterogeneous example norms (``data.norm_frac``, ``data.norm_ratio``;
+:func:`linsam.data.with_example_norms`): then :math:`\nu_i = s_{\rm hi}` with probability
+``norm_frac`` and :math:`s_{\rm lo}` otherwise, independent of :math:`t_i`, :math:`g_i` and the flip.
+Write the margins in the unscaled example, :math:`\tilde z_i = y_i\langle w, \tilde x_i\rangle
+= s_i m + u_i` with :math:`m = \langle w,\mu\rangle` and :math:`u_i = \langle \Sigma^{1/2}(y_i g_i),
+w\rangle`; the model's margin is :math:`z_i = \nu_i\tilde z_i`. Full-batch GD and 1-SAM (Lemma 3.1:
+1-SAM is GD with the per-example margin shift :math:`C_i = \rho\|x_i\| = \rho\,\nu_i\|\tilde x_i\|`,
 :meth:`linsam.models.LogReg.margin_shift`) are
 
 .. math::
 
-    w_{k+1} = w_k + \frac{\eta_k}{n}\sum_i y_i x_i\, \varphi_i(z_i^k),\qquad
-    \varphi_i(z) = \sigma(-z + C_i)\quad (C_i = 0 \text{ for GD}).
+    w_{k+1} = w_k + \frac{\eta_k}{n}\sum_i y_i x_i\,\sigma(-z_i^k + C_i)
+            = w_k + \frac{\eta_k}{n}\sum_i y_i \tilde x_i\, \varphi_i(\tilde z_i^k),\qquad
+    \varphi_i(\tilde z) = \nu_i\,\sigma(-\nu_i\tilde z + C_i)\quad (C_i = 0 \text{ for GD}),
+
+the equal-norm process in :math:`\tilde x` with a per-example nonlinearity that depends only on the
+example's own :math:`(s_i, \nu_i, \|\tilde x_i\|)`: the cavity argument below goes through
+unchanged, the effective single example drawing its :math:`\nu` from the norm mixture,
+independently of its label sign.
 
 DMFT (cavity, proportional limit at the config's n, d)
 ------------------------------------------------------
-*Sample side* (one example; :math:`h` a centred Gaussian process, :math:`s = \pm1`):
+*Sample side* (one example; :math:`h` a centred Gaussian process, :math:`s = \pm1` with
+:math:`P(s = -1) = p`, :math:`\nu` from the norm mixture, independent of :math:`s` and :math:`h`):
 
 .. math::
 
-    z^k = s\,m_k + h^k + \sum_{l<k}\eta_l\,R_\theta(k,l)\,\varphi(z^l), \qquad
-    \mathrm{Cov}(h^k, h^{k'}) = Q(k,k'),
+    \tilde z^k = s\,m_k + h^k + \sum_{l<k}\eta_l\,R_\theta(k,l)\,\varphi(\tilde z^l), \qquad
+    \mathrm{Cov}(h^k, h^{k'}) = Q(k,k'),\qquad
+    \varphi(\tilde z) = \nu\,\sigma(-\nu\tilde z + \rho\,\nu\|\tilde x\|),
 
-with the responses :math:`R_f(k,l) = \mathbb E[\partial\varphi(z^k)/\partial h^l]` (computed per
-Monte Carlo path by the chain rule through the memory term), :math:`C_f(k,l) = \mathbb
-E[\varphi^k\varphi^l]` and :math:`c_k = \mathbb E[s\,\varphi^k]`.
+with the responses :math:`R_f(k,l) = \mathbb E[\partial\varphi(\tilde z^k)/\partial h^l]` (computed
+per Monte Carlo path by the chain rule through the memory term,
+:math:`\varphi' = -\nu^2\sigma(-\nu\tilde z + C)\sigma(\nu\tilde z - C)`), :math:`C_f(k,l) =
+\mathbb E[\varphi^k\varphi^l]` and :math:`c_k = \mathbb E[s\,\varphi^k]`; every expectation is also
+over :math:`\nu`. The paths are stratified by (label sign, norm level) with the exact weights
+:math:`(1-p, p)\times(1 - \mathrm{norm\_frac}, \mathrm{norm\_frac})` (the engine draws the norm
+level per example, Bernoulli; the prediction is of the mean over that draw). The parameter side
+does not see :math:`\nu` (it enters only through :math:`c, C_f, R_f`).
 
 *Parameter side* (linear; one scalar process per covariance eigenvalue :math:`\lambda_j`):
 
@@ -57,10 +75,13 @@ solves the equations: no fixed-point iteration. Eigenvalues are grouped (exactly
 ones, in narrow log bins otherwise; coordinates carrying :math:`\mu` stay single).
 
 Outputs at a step: ``test_acc`` :math:`=\Phi(m_k/\sqrt{Q(k,k)})` (the population accuracy of
-:func:`linsam.data.population_accuracy` in its two moments), train accuracies per group
-:math:`P(z^k > 0\mid s)`, gradient norms :math:`\mathbb E[\sigma(-z^k)\|x\|\mid s]` with
-:math:`\|x\|^2 \approx \|\mu\|^2 + \mathrm{tr}\Sigma + \sqrt{2\,\mathrm{tr}\Sigma^2}\,\zeta`
-(:math:`\zeta\sim N(0,1)`; the same :math:`\|x\|` sets :math:`C = \rho\|x\|`).
+:func:`linsam.data.population_accuracy` in its two moments; a positive factor :math:`\nu` does not
+change :math:`\mathrm{sign}\langle w, x\rangle`), train accuracies per group
+:math:`P(z^k > 0\mid s) = P(\tilde z^k > 0\mid s)`, losses :math:`\mathbb E[\mathrm{softplus}(-\nu\tilde
+z^k)\mid s]`, gradient norms :math:`\mathbb E[\sigma(-z^k)\|x\|\mid s]` (all averaged over
+:math:`\nu`) with :math:`\|x\| = \nu\|\tilde x\|`, :math:`\|\tilde x\|^2 \approx \|\mu\|^2 +
+\mathrm{tr}\Sigma + \sqrt{2\,\mathrm{tr}\Sigma^2}\,\zeta` (:math:`\zeta\sim N(0,1)`; the same
+:math:`\|x\|` sets :math:`C = \rho\|x\|`).
 
 Time grid. For ``steps <= max_grid`` the equations run on every GD step (exact discrete
 time). Otherwise they run on a coarser grid: unit steps first, then gaps growing in
@@ -360,18 +381,20 @@ def predict_curves(cfg: SimConfig, method="gd", rho: float = 0.0, *, num_samples
     From the data model and the hyper-parameters only (``n``, ``data``, ``noise.rate``,
     ``init_scale``, ``lr``, ``steps``, rho): discrete-time DMFT of the proportional limit at
     the config's ``n`` and ``d`` (module docstring), solved by one forward pass with a Monte
-    Carlo of ``num_samples`` paths of the effective single-example process (antithetic,
-    stratified by clean/noisy; ``seed`` fixes it).
+    Carlo of ``num_samples`` paths of the effective single-example process per norm level
+    (antithetic, stratified by clean/noisy and by the example-norm level; ``seed`` fixes it).
 
     Args:
-      cfg: a :class:`linsam.simulate.SimConfig` with ``model = "logreg"``, full batch, and
-        noise kind in :data:`PREDICT_NOISE_KINDS`.
+      cfg: a :class:`linsam.simulate.SimConfig` with ``model = "logreg"``, full batch, data
+        kind in :data:`PREDICT_DATA_KINDS` (with or without heterogeneous example norms,
+        ``data.norm_frac``/``data.norm_ratio``) and noise kind in :data:`PREDICT_NOISE_KINDS`.
       method: ``"gd"`` or ``"one_sam"`` (or a method value; ``jsam``/``jreg`` are GD and
         ``lsam`` is 1-SAM for the linear model).
       rho: radius >= 0 (ignored by GD-like methods).
-      num_samples: Monte Carlo paths (>= 8), half clean and half noisy, antithetic pairs.
-      num_response: paths per label group used for the response functions :math:`R_f`
-        (the :math:`O(M T^3)` part of the cost).
+      num_samples: Monte Carlo paths (>= 8) per example-norm level, half clean and half noisy,
+        antithetic pairs (a norm mixture with two levels doubles the paths and the cost).
+      num_response: paths per stratum (label group x norm level) used for the response
+        functions :math:`R_f` (the :math:`O(M T^3)` part of the cost).
       max_grid: most DMFT time points (every step is used when ``steps <= max_grid``).
       seed: the predictor's own Monte Carlo seed.
 

@@ -127,6 +127,7 @@ def test_deterministic_for_a_seed():
         (lambda c: predict_curves(c.replace(model="dln"), "gd"), "model"),
         (lambda c: predict_curves(c.replace(batch_size=50), "gd"), "batch_size"),
         (lambda c: predict_curves(c.replace(noise=NoiseSpec("boundary", 0.2)), "gd"), "noise.kind"),
+        (lambda c: predict_curves(c.replace(data=MixtureSpec(kind="xor", d=100), test_size=100), "gd"), "data.kind"),
         (lambda c: predict_curves(c, "gd", num_samples=0), "num_samples"),
         (lambda c: predict_curves(c.to_dict(), "gd"), "cfg"),
     ],

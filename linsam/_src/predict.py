@@ -8,30 +8,48 @@ the *effective single-example process* (a fixed seed, so the prediction is deter
 
 Model
 -----
-Data :math:`x_i = t_i\mu + \Sigma^{1/2}g_i`, trained labels :math:`y_i = s_i t_i` with
-:math:`s_i = -1` on the flipped examples (fraction :math:`p = \lfloor \mathrm{rate}\,n\rfloor/n`).
-Margins :math:`z_i = y_i\langle w, x_i\rangle = s_i m + u_i` with :math:`m = \langle w,\mu\rangle`
-and :math:`u_i = \langle \Sigma^{1/2}(y_i g_i), w\rangle`. Full-batch GD and 1-SAM (Lemma 3.1:
-1-SAM is GD with the per-example margin shift :math:`C_i = \rho\|x_i\|`,
+Data :math:`x_i = \nu_i\tilde x_i`, :math:`\tilde x_i = t_i\mu + \Sigma^{1/2}g_i`, trained labels
+:math:`y_i = s_i t_i` with :math:`s_i = -1` on the flipped examples (fraction
+:math:`p = \lfloor \mathrm{rate}\,n\rfloor/n`). The norm factor :math:`\nu_i > 0` is 1 unless the
+config has heterogeneous example norms (``data.norm_frac``, ``data.norm_ratio``;
+:func:`linsam.data.with_example_norms`): then :math:`\nu_i = s_{\rm hi}` with probability
+``norm_frac`` and :math:`s_{\rm lo}` otherwise, independent of :math:`t_i`, :math:`g_i` and the flip.
+Write the margins in the unscaled example, :math:`\tilde z_i = y_i\langle w, \tilde x_i\rangle
+= s_i m + u_i` with :math:`m = \langle w,\mu\rangle` and :math:`u_i = \langle \Sigma^{1/2}(y_i g_i),
+w\rangle`; the model's margin is :math:`z_i = \nu_i\tilde z_i`. Full-batch GD and 1-SAM (Lemma 3.1:
+1-SAM is GD with the per-example margin shift :math:`C_i = \rho\|x_i\| = \rho\,\nu_i\|\tilde x_i\|`,
 :meth:`linsam.models.LogReg.margin_shift`) are
 
 .. math::
 
-    w_{k+1} = w_k + \frac{\eta_k}{n}\sum_i y_i x_i\, \varphi_i(z_i^k),\qquad
-    \varphi_i(z) = \sigma(-z + C_i)\quad (C_i = 0 \text{ for GD}).
+    w_{k+1} = w_k + \frac{\eta_k}{n}\sum_i y_i x_i\,\sigma(-z_i^k + C_i)
+            = w_k + \frac{\eta_k}{n}\sum_i y_i \tilde x_i\, \varphi_i(\tilde z_i^k),\qquad
+    \varphi_i(\tilde z) = \nu_i\,\sigma(-\nu_i\tilde z + C_i)\quad (C_i = 0 \text{ for GD}),
+
+the equal-norm process in :math:`\tilde x` with a per-example nonlinearity that depends only on the
+example's own :math:`(s_i, \nu_i, \|\tilde x_i\|)`: the cavity argument below goes through
+unchanged, the effective single example drawing its :math:`\nu` from the norm mixture,
+independently of its label sign.
 
 DMFT (cavity, proportional limit at the config's n, d)
 ------------------------------------------------------
-*Sample side* (one example; :math:`h` a centred Gaussian process, :math:`s = \pm1`):
+*Sample side* (one example; :math:`h` a centred Gaussian process, :math:`s = \pm1` with
+:math:`P(s = -1) = p`, :math:`\nu` from the norm mixture, independent of :math:`s` and :math:`h`):
 
 .. math::
 
-    z^k = s\,m_k + h^k + \sum_{l<k}\eta_l\,R_\theta(k,l)\,\varphi(z^l), \qquad
-    \mathrm{Cov}(h^k, h^{k'}) = Q(k,k'),
+    \tilde z^k = s\,m_k + h^k + \sum_{l<k}\eta_l\,R_\theta(k,l)\,\varphi(\tilde z^l), \qquad
+    \mathrm{Cov}(h^k, h^{k'}) = Q(k,k'),\qquad
+    \varphi(\tilde z) = \nu\,\sigma(-\nu\tilde z + \rho\,\nu\|\tilde x\|),
 
-with the responses :math:`R_f(k,l) = \mathbb E[\partial\varphi(z^k)/\partial h^l]` (computed per
-Monte Carlo path by the chain rule through the memory term), :math:`C_f(k,l) = \mathbb
-E[\varphi^k\varphi^l]` and :math:`c_k = \mathbb E[s\,\varphi^k]`.
+with the responses :math:`R_f(k,l) = \mathbb E[\partial\varphi(\tilde z^k)/\partial h^l]` (computed
+per Monte Carlo path by the chain rule through the memory term,
+:math:`\varphi' = -\nu^2\sigma(-\nu\tilde z + C)\sigma(\nu\tilde z - C)`), :math:`C_f(k,l) =
+\mathbb E[\varphi^k\varphi^l]` and :math:`c_k = \mathbb E[s\,\varphi^k]`; every expectation is also
+over :math:`\nu`. The paths are stratified by (label sign, norm level) with the exact weights
+:math:`(1-p, p)\times(1 - \mathrm{norm\_frac}, \mathrm{norm\_frac})` (the engine draws the norm
+level per example, Bernoulli; the prediction is of the mean over that draw). The parameter side
+does not see :math:`\nu` (it enters only through :math:`c, C_f, R_f`).
 
 *Parameter side* (linear; one scalar process per covariance eigenvalue :math:`\lambda_j`):
 
@@ -57,10 +75,13 @@ solves the equations: no fixed-point iteration. Eigenvalues are grouped (exactly
 ones, in narrow log bins otherwise; coordinates carrying :math:`\mu` stay single).
 
 Outputs at a step: ``test_acc`` :math:`=\Phi(m_k/\sqrt{Q(k,k)})` (the population accuracy of
-:func:`linsam.data.population_accuracy` in its two moments), train accuracies per group
-:math:`P(z^k > 0\mid s)`, gradient norms :math:`\mathbb E[\sigma(-z^k)\|x\|\mid s]` with
-:math:`\|x\|^2 \approx \|\mu\|^2 + \mathrm{tr}\Sigma + \sqrt{2\,\mathrm{tr}\Sigma^2}\,\zeta`
-(:math:`\zeta\sim N(0,1)`; the same :math:`\|x\|` sets :math:`C = \rho\|x\|`).
+:func:`linsam.data.population_accuracy` in its two moments; a positive factor :math:`\nu` does not
+change :math:`\mathrm{sign}\langle w, x\rangle`), train accuracies per group
+:math:`P(z^k > 0\mid s) = P(\tilde z^k > 0\mid s)`, losses :math:`\mathbb E[\mathrm{softplus}(-\nu\tilde
+z^k)\mid s]`, gradient norms :math:`\mathbb E[\sigma(-z^k)\|x\|\mid s]` (all averaged over
+:math:`\nu`) with :math:`\|x\| = \nu\|\tilde x\|`, :math:`\|\tilde x\|^2 \approx \|\mu\|^2 +
+\mathrm{tr}\Sigma + \sqrt{2\,\mathrm{tr}\Sigma^2}\,\zeta` (:math:`\zeta\sim N(0,1)`; the same
+:math:`\|x\|` sets :math:`C = \rho\|x\|`).
 
 Time grid. For ``steps <= max_grid`` the equations run on every GD step (exact discrete
 time). Otherwise they run on a coarser grid: unit steps first, then gaps growing in
@@ -91,6 +112,9 @@ from linsam.simulate import SimConfig, record_steps
 
 #: Noise kinds the predictor carries (label flips independent of the input).
 PREDICT_NOISE_KINDS = ("none", "symmetric", "bernoulli")
+#: Data kinds the predictor carries (every Gaussian mixture ``t mu + Sigma^{1/2} g``, with or without
+#: heterogeneous example norms; not ``"xor"``, whose classes are not a two-mean mixture).
+PREDICT_DATA_KINDS = ("isotropic", "anisotropic", "spiked", "signal_noise")
 #: The metrics :func:`predict_curves` returns (each on the record steps).
 PREDICTED = ("test_acc", "train_acc", "train_acc_clean", "train_acc_noisy", "loss_clean", "loss_noisy",
              "grad_norm_clean", "grad_norm_noisy", "grad_norm_ratio", "sam_grad_norm_ratio", "overlap",
@@ -125,10 +149,26 @@ def _check(cfg, method, rho):
     check_rho(rho, "rho")
     if cfg.batch_size not in (0, cfg.n):
         raise ValueError(f"batch_size must be 0 or n = {cfg.n} (full batch), got {cfg.batch_size}")
+    if cfg.data.kind not in PREDICT_DATA_KINDS:
+        raise ValueError(f"data.kind must be one of {', '.join(PREDICT_DATA_KINDS)} (a Gaussian mixture "
+                         f"x = t mu + Sigma^(1/2) g, times the example-norm factor), got {cfg.data.kind!r}")
     if cfg.noise.kind not in PREDICT_NOISE_KINDS:
         raise ValueError(f"noise.kind must be one of {', '.join(PREDICT_NOISE_KINDS)} (flips independent of the "
                          f"input), got {cfg.noise.kind!r}")
     return cfg, kind
+
+
+def _norm_levels(mixture) -> tuple:
+    r"""The example-norm factor's distribution ``((nu, prob), ...)`` of ``mixture``
+    (:func:`linsam.data.with_example_norms`: :math:`\nu = s_{\rm hi}` with probability ``p``,
+    :math:`s_{\rm lo}` otherwise); ``((1.0, 1.0),)`` without a norm mixture. Levels of zero
+    probability are dropped and equal levels merged (``norm_ratio = 1``: one level, exactly 1)."""
+    if getattr(mixture, "norm_mix", None) is None:
+        return ((1.0, 1.0),)
+    p, lo, hi = (float(v) for v in np.asarray(mixture.norm_mix, np.float64))
+    if lo == hi:
+        return ((lo, 1.0),)
+    return tuple((nu, q) for nu, q in ((lo, 1.0 - p), (hi, p)) if q > 0)
 
 
 # ----------------------------------------------------------------------------- grids
@@ -194,26 +234,35 @@ def _macro_step(x, gap, lr):
     return decay, lr * geo
 
 
-def _dmft(n, d, mu2_groups, s0, p, eta, lr, xnorm_mean, xnorm_std, rho, one_sam, num_samples, num_response, seed):
-    """Run the forward DMFT on the grid with step sizes ``eta`` (T,). Returns per-grid arrays."""
+def _dmft(n, d, mu2_groups, s0, p, eta, lr, xnorm_mean, xnorm_std, rho, one_sam, num_samples, num_response, seed,
+          norm_levels=((1.0, 1.0),)):
+    """Run the forward DMFT on the grid with step sizes ``eta`` (T,). Returns per-grid arrays.
+
+    ``norm_levels``: ``((nu, prob), ...)``, the example-norm factors and their probabilities
+    (:func:`_norm_levels`); each (label group, norm level) stratum gets its own paths.
+    """
     lam_bar, cnt, S1, S2, M2, ML = (mu2_groups[:, i] for i in range(6))
     T = eta.size + 1  # grid points 0..T-1
     rng = np.random.default_rng(seed)
-    half = max(2, num_samples // 4)  # per label group, antithetic pairs
+    half = max(2, num_samples // 4)  # per stratum, antithetic pairs
     eps = rng.standard_normal((half, T))
     eps = np.concatenate([eps, -eps])  # (M_g, T), antithetic
     zeta = rng.standard_normal(half)
     zeta = np.concatenate([zeta, -zeta])
     M_g = eps.shape[0]
-    groups = ([1.0] if p < 1 else []) + ([-1.0] if p > 0 else [])
+    # strata: label group (s = +1 clean, -1 flipped) x example-norm level; exact weights, and the
+    # same Gaussian draws in every stratum (common random numbers)
     wts = {1.0: 1.0 - p, -1.0: p}
-    s = np.concatenate([np.full(M_g, g) for g in groups])
-    w = np.concatenate([np.full(M_g, wts[g] / M_g) for g in groups])
-    E = np.concatenate([eps] * len(groups))
-    Z = np.concatenate([zeta] * len(groups))
+    strata = [(g, nu, wts[g] * q) for g in ([1.0] if p < 1 else []) + ([-1.0] if p > 0 else [])
+              for nu, q in norm_levels]
+    s = np.concatenate([np.full(M_g, g) for g, _, _ in strata])
+    nu = np.concatenate([np.full(M_g, v) for _, v, _ in strata])  # ||x|| / ||x~|| per path
+    w = np.concatenate([np.full(M_g, q / M_g) for _, _, q in strata])
+    E = np.concatenate([eps] * len(strata))
+    Z = np.concatenate([zeta] * len(strata))
     xnorm = np.sqrt(np.maximum(xnorm_mean**2 + xnorm_std * Z * 2 * xnorm_mean, 0.0)) if xnorm_std > 0 else \
-        np.full(s.size, xnorm_mean)
-    C = rho * xnorm if one_sam else np.zeros(s.size)
+        np.full(s.size, xnorm_mean)  # ||x~||: the unscaled example's norm
+    C = rho * nu * xnorm if one_sam else np.zeros(s.size)
     M = s.size
     G = lam_bar.size
 
@@ -227,8 +276,8 @@ def _dmft(n, d, mu2_groups, s0, p, eta, lr, xnorm_mean, xnorm_std, rho, one_sam,
     m = np.zeros(T)
     F = np.zeros((M, T))
     Dz = np.zeros((M, T))
-    # responses on a subset of the paths (the first `resp` of each label group, reweighted)
-    sub = np.concatenate([np.arange(i * M_g, i * M_g + min(M_g, num_response)) for i in range(len(groups))])
+    # responses on a subset of the paths (the first `resp` of each stratum, reweighted)
+    sub = np.concatenate([np.arange(i * M_g, i * M_g + min(M_g, num_response)) for i in range(len(strata))])
     w_sub = w[sub] * (M_g / min(M_g, num_response))
     J = np.zeros((sub.size, T, T), np.float32)  # J[:, k, l] = du^k / dh^l on the subset
     H = np.zeros((M, T))
@@ -275,9 +324,11 @@ def _dmft(n, d, mu2_groups, s0, p, eta, lr, xnorm_mean, xnorm_std, rho, one_sam,
         # with far less Monte Carlo noise than the indicator
         base = z - L[k, k] * E[:, k]
         P[:, k] = ndtr(base / L[k, k]) if L[k, k] > 1e-12 * max(abs(base).max(), 1e-300) else (z > 0) + 0.5 * (z == 0)
-        f = expit(-z + C)
+        # the per-example nonlinearity in the unscaled margin z~: phi(z~) = nu sigma(-nu z~ + C)
+        e = expit(-(nu * z) + C)
+        f = nu * e
         F[:, k] = f
-        Dz[:, k] = -f * expit(z - C)  # dphi/dz
+        Dz[:, k] = -(nu * nu) * e * expit(nu * z - C)  # dphi/dz~
         # response J(k, l): 1 at l = k, memory chain below
         J[:, k, k] = 1.0
         if k > 0:
@@ -288,11 +339,13 @@ def _dmft(n, d, mu2_groups, s0, p, eta, lr, xnorm_mean, xnorm_std, rho, one_sam,
         Cf[:k, k] = Cf[k, :k]
         cvec[k] = (w * s) @ f
     v0 = (M2[:, None] * A[:, :, 0] ** 2).sum(0) * (s0**2 / d)  # Var <A(k,0) w0, mu> over seeds
-    return dict(m=m, Q=np.diag(Q).copy(), v0=v0, z=Zm, p_correct=P, s=s, w=w, xnorm=xnorm, C=C)
+    return dict(m=m, Q=np.diag(Q).copy(), v0=v0, z=Zm, p_correct=P, s=s, w=w, xnorm=nu * xnorm, nu=nu, C=C)
 
 
 def _metrics(sol):
-    z, s, w, xn, C = sol["z"], sol["s"], sol["w"], sol["xnorm"], sol["C"]
+    # z: the unscaled margins z~ (train accuracy P(z~ > 0) = P(z > 0)); the engine's margin is nu z~
+    zt, s, w, xn, C = sol["z"], sol["s"], sol["w"], sol["xnorm"], sol["C"]
+    z = sol["nu"][:, None] * zt
     m, q0 = sol["m"], sol["Q"]
     q = q0 + sol["v0"]  # E over w0 of Phi((m + delta)/sqrt(Q)), delta ~ N(0, v0): Phi(m / sqrt(Q + v0))
     out = {}
@@ -328,18 +381,20 @@ def predict_curves(cfg: SimConfig, method="gd", rho: float = 0.0, *, num_samples
     From the data model and the hyper-parameters only (``n``, ``data``, ``noise.rate``,
     ``init_scale``, ``lr``, ``steps``, rho): discrete-time DMFT of the proportional limit at
     the config's ``n`` and ``d`` (module docstring), solved by one forward pass with a Monte
-    Carlo of ``num_samples`` paths of the effective single-example process (antithetic,
-    stratified by clean/noisy; ``seed`` fixes it).
+    Carlo of ``num_samples`` paths of the effective single-example process per norm level
+    (antithetic, stratified by clean/noisy and by the example-norm level; ``seed`` fixes it).
 
     Args:
-      cfg: a :class:`linsam.simulate.SimConfig` with ``model = "logreg"``, full batch, and
-        noise kind in :data:`PREDICT_NOISE_KINDS`.
+      cfg: a :class:`linsam.simulate.SimConfig` with ``model = "logreg"``, full batch, data
+        kind in :data:`PREDICT_DATA_KINDS` (with or without heterogeneous example norms,
+        ``data.norm_frac``/``data.norm_ratio``) and noise kind in :data:`PREDICT_NOISE_KINDS`.
       method: ``"gd"`` or ``"one_sam"`` (or a method value; ``jsam``/``jreg`` are GD and
         ``lsam`` is 1-SAM for the linear model).
       rho: radius >= 0 (ignored by GD-like methods).
-      num_samples: Monte Carlo paths (>= 8), half clean and half noisy, antithetic pairs.
-      num_response: paths per label group used for the response functions :math:`R_f`
-        (the :math:`O(M T^3)` part of the cost).
+      num_samples: Monte Carlo paths (>= 8) per example-norm level, half clean and half noisy,
+        antithetic pairs (a norm mixture with two levels doubles the paths and the cost).
+      num_response: paths per stratum (label group x norm level) used for the response
+        functions :math:`R_f` (the :math:`O(M T^3)` part of the cost).
       max_grid: most DMFT time points (every step is used when ``steps <= max_grid``).
       seed: the predictor's own Monte Carlo seed.
 
@@ -376,7 +431,7 @@ def predict_curves(cfg: SimConfig, method="gd", rho: float = 0.0, *, num_samples
     eta = cfg.lr * np.diff(grid).astype(np.float64)
     groups = _groups(mu, lam, num_bins=48)
     sol = _dmft(n, d, groups, float(cfg.init_scale), p, eta, float(cfg.lr), xnorm_mean, xnorm_std, rho,
-                kind == "one_sam", num_samples, num_response, seed)
+                kind == "one_sam", num_samples, num_response, seed, norm_levels=_norm_levels(mix))
     met = _metrics(sol)
     steps = record_steps(cfg)
     dt = np.dtype(cfg.dtype)

@@ -192,7 +192,9 @@ def compare(sel, rep, *, treatment: str = "one_sam", baseline: str = "gd", contr
                       select_unstable={f"{r:g}": v for r, v in t.unstable.items()},
                       select_mean=float(t.curve[t.rho]), **_stop(rep, mi, ri),
                       selected_matched=_stop(rep, mi, rj)["selected"])
-    best = max(controls, key=lambda m: out[m]["select_mean"]) if controls else None
+    # a control whose selected setting blew up on a selection seed is a failure, not a candidate
+    stable = [m for m in controls if not out[m]["select_unstable"].get(f"{out[m]['rho']:g}")]
+    best = max(stable, key=lambda m: out[m]["select_mean"]) if stable else None
     tsel = np.asarray(out[treatment]["selected"])
     versus = {m: _tost_dict(tsel - np.asarray(out[m]["selected"]), margin) for m in methods if m != treatment}
     return dict(regime=rep.config.meta_dict.get("regime", rep.config.name),

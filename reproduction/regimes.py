@@ -99,14 +99,18 @@ def selected(res: SweepResult) -> np.ndarray:
     return selection.early_stop(res).selected
 
 
-def _regime_configs_by_group() -> dict:
-    """Shipped regime configs grouped by ``meta.regime``: ``{regime: {select, report: [...], control: [...]}}``."""
+def _regime_configs_by_group(configs=None) -> dict:
+    """Regime configs grouped by ``meta.regime``: ``{regime: {select, report: [...], control: [...]}}``
+    (default: the shipped ones, :func:`regime_configs`)."""
     from linsam._src.configs import load_config
 
+    if configs is None:
+        configs = [load_config(name) for name in regime_configs()]
     groups: dict[str, dict] = {}
-    for name in regime_configs():
-        cfg = load_config(name)
+    for cfg in configs:
         meta = cfg.meta_dict
+        if "regime" not in meta or meta.get("role", "report") not in ROLES:
+            continue
         g = groups.setdefault(meta["regime"], {"select": None, "report": [], "control": []})
         role = meta.get("role", "report")
         if role == "select":
@@ -120,13 +124,15 @@ def _table(cfg) -> str:
     return cfg.meta_dict.get("table", "linear")
 
 
-def evaluate(store, only=None) -> dict:
-    """Every regime's comparisons through ``store`` (runs what is missing when the store may run).
+def evaluate(store, only=None, configs=None) -> dict:
+    """Every regime's comparisons through ``store`` (runs what is missing when the store may run);
+    ``configs``: the regime configs (default: the shipped ones).
 
     Returns ``{"regimes": [(regime, group, [comparison per report config])], "controls": [(regime, [result])],
-    "structured": [(config, base 1-SAM rho*, result)], "missing": [regime names not available]}``."""
-    groups = _regime_configs_by_group()
-    out = {"regimes": [], "controls": [], "structured": [], "missing": []}
+    "structured": [(config, base 1-SAM rho*, result)], "fixed": [(config, result)] (a report config
+    without a selection config: its ``meta.rho``, nothing selected), "missing": [regimes not available]}``."""
+    groups = _regime_configs_by_group(configs)
+    out = {"regimes": [], "controls": [], "structured": [], "fixed": [], "missing": []}
     base_rho: dict[str, float] = {}
     ordered = sorted(groups.items(), key=lambda kv: _table((kv[1]["report"] or kv[1]["control"] or [kv[1]["select"]])[0]) == "structured")
     for regime, g in ordered:
@@ -142,14 +148,17 @@ def evaluate(store, only=None) -> dict:
                     out["structured"].append((rep, base_rho[b], store(rep.replace(rhos=need))))
                 continue
             comps = []
-            if g["select"] is not None:
+            if g["select"] is None:
+                out["fixed"] += [(rep, store(rep)) for rep in g["report"]]
+            else:
                 for rep in g["report"]:
                     meta = rep.meta_dict
                     comps.append(ctl_cmp.compare_runs(store, g["select"], rep, treatment=meta.get("treatment", "one_sam"),
                                                       baseline=meta.get("baseline", "gd")))
                 if comps:
                     base_rho[regime] = comps[0]["methods"][comps[0]["treatment"]]["rho"]
-            out["regimes"].append((regime, g, comps))
+            if comps:
+                out["regimes"].append((regime, g, comps))
             if g["control"]:
                 out["controls"].append((regime, [store(c) for c in g["control"]]))
         except ValueError as err:
@@ -342,11 +351,9 @@ HEADLINE_HEAD = [
 
 
 def _regime_lines(regime, g, comp, store) -> list[str]:
-    sel_cfg = g["select"]
-    rep = store(sel_cfg) if False else None  # noqa: F841  (the report sweep is read below)
     t = comp["treatment"]
     rep = store(_report_config(comp, g))
-    sel = store(sel_cfg)
+    sel = store(g["select"])
     meta = rep.config.meta_dict
     lines = [f"### {comp['title']} (`{rep.config.name}`)", ""]
     if rep.config.description:
@@ -415,6 +422,24 @@ def _control_lines(res) -> list[str]:
     return lines + [""]
 
 
+def _fixed_lines(cfg, res) -> list[str]:
+    meta = cfg.meta_dict
+    base, treat = meta.get("baseline", "gd"), meta.get("treatment", "one_sam")
+    rho = float(meta.get("rho", res.axes["rho"][0]))
+    es = selection.early_stop(res)
+    bi, ti, ri = res.index("method", base), res.index("method", treat), res.index("rho", rho)
+    gain = es.selected[ti, ri] - es.selected[bi, ri]
+    return [f"### {meta.get('title', cfg.name)} (`{cfg.name}`)", "", f"- Setting: {_setting(res)}.", "",
+            f"| method | rho | validation-selected (%) | oracle peak (%) | final (%, mean ± sd) |",
+            "|---|---:|---:|---:|---:|",
+            f"| {LABELS.get(base, base)} | - | {_ci(es.selected[bi, ri])} | {_ci(es.oracle[bi, ri])} | "
+            f"{ctl_cmp.spread_text(es.final[bi, ri])} |",
+            f"| {LABELS.get(treat, treat)} | {rho:g} (fixed) | {_ci(es.selected[ti, ri])} | {_ci(es.oracle[ti, ri])} | "
+            f"{ctl_cmp.spread_text(es.final[ti, ri])} |", "",
+            f"Gain of {LABELS.get(treat, treat)} over {LABELS.get(base, base)} (validation-selected): "
+            f"{_ci(gain, signed=True)} points.", ""]
+
+
 def _structured_lines(rows) -> list[str]:
     lines = ["| noise model | config | realised rate (%) | 1-SAM rho* (of the base regime) | GD (%) | 1-SAM (%) | "
              "gain (points) | verdict (margin 0.5) |", "|---|---|---:|---:|---:|---:|---:|---|"]
@@ -453,8 +478,13 @@ def write_report(results_dir: str | os.PathLike, out: str | os.PathLike, *, comm
                  store=None) -> str:
     """Build ``docs/regimes.md`` from the saved sweeps in ``results_dir``; returns the text."""
     store = store or Store(results_dir)
-    ev = evaluate(store)
-    if not ev["regimes"] and not ev["structured"]:
+    saved = []
+    for cfg_file in sorted(Path(results_dir).glob("*/config.json")):
+        res = SweepResult.load(cfg_file.parent)
+        store._mem[res.config.name] = res
+        saved.append(res.config)
+    ev = evaluate(store, configs=saved)
+    if not ev["regimes"] and not ev["structured"] and not ev["fixed"]:
         raise ValueError(f"no regime of the map has its sweeps saved under {results_dir}: run `linsam regimes --run`")
     cmd = command or "linsam regimes --run --results out/regimes --out docs/regimes.md"
     import linsam
@@ -505,6 +535,10 @@ def write_report(results_dir: str | os.PathLike, out: str | os.PathLike, *, comm
                   "rho* selected (on validation) for its base regime; each run stops on its own validation split "
                   "(whose labels carry that noise model).", ""]
         lines += _structured_lines(ev["structured"])
+    if ev["fixed"]:
+        lines += ["## Regimes without a selection run (rho fixed in the config: `meta.rho`)", ""]
+        for cfg, res in ev["fixed"]:
+            lines += _fixed_lines(cfg, res)
     if ev["missing"]:
         lines += ["## Not available", ""] + [f"- {m}" for m in ev["missing"]] + [""]
     text = "\n".join(lines).rstrip() + "\n"

@@ -244,7 +244,7 @@ def test_cli_simulate_sgd_and_regimes(tmp_path):
     doc = tmp_path / "regimes.md"
     assert cli.main(["regimes", "--results", str(out), "--out", str(doc)]) == 0
     text = doc.read_text()
-    assert "tiny regime" in text and "1-SAM" in text and "| 0.7 (rho*) |" in text
+    assert "tiny regime" in text and "1-SAM" in text and "| 0.7 (fixed) |" in text and "validation-selected" in text
 
 
 def test_zero_init_first_gd_step_is_the_mean_classifier():

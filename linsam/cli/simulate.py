@@ -126,25 +126,21 @@ def _regimes_run(args, results: Path) -> int:
     from linsam._src import simulate as sim
 
     if args.run:
-        names = regimes.regime_configs()
-        if args.only:
-            unknown = set(args.only) - set(names)
+        groups = regimes._regime_configs_by_group()
+        only = None
+        if args.only:  # regime names or config names
+            names = set(regimes.regime_configs())
+            unknown = set(args.only) - names - set(groups)
             if unknown:
-                print(f"linsam regimes: not regime configs: {sorted(unknown)}; known: {names}", file=sys.stderr)
+                print(f"linsam regimes: not regimes or regime configs: {sorted(unknown)}; known regimes: "
+                      f"{sorted(groups)}", file=sys.stderr)
                 return 2
-            names = [n for n in names if n in args.only]
-        for i, name in enumerate(names):
-            target = results / name
-            if (target / "results.npz").exists() and not args.force:
-                print(f"[{i + 1}/{len(names)}] {name}: results exist, skipped (--force reruns)")
-                continue
-            cfg = sim.load_config(name)
-            _enable_x64_if_needed(cfg)
-            t0 = time.perf_counter()
-            print(f"[{i + 1}/{len(names)}] {name}: running ...", flush=True)
-            res = sim.simulate(cfg, progress=True)
-            res.save(target)
-            print(f"[{i + 1}/{len(names)}] {name}: {time.perf_counter() - t0:.0f} s -> {target}", flush=True)
+            only = {r for r, g in groups.items()
+                    if r in args.only or any(c is not None and c.name in args.only
+                                             for c in [g["select"], *g["report"], *g["control"]])}
+        t0 = time.perf_counter()
+        regimes.run_all(results, only=only, force=args.force, log=lambda msg: print(msg, flush=True))
+        print(f"regime sweeps done in {time.perf_counter() - t0:.0f} s", flush=True)
     if not results.is_dir() or not any(results.glob("*/config.json")):
         print(f"linsam regimes: no saved results under {results} (use --run)", file=sys.stderr)
         return 2

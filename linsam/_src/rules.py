@@ -59,6 +59,7 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from linsam._src import validate
 
@@ -68,28 +69,39 @@ Array = jax.Array
 
 
 def binary_logistic_loss(logit: Array, t: Array) -> Array:
-    r"""Binary logistic loss :math:`\ell = -\log\sigma(t f) = \mathrm{softplus}(-t f)`, t in {-1, +1}."""
-    return jax.nn.softplus(-t * logit)
+    r"""Binary logistic loss :math:`\ell = -\log\sigma(t f) = \mathrm{softplus}(-t f)`, t in {-1, +1}.
+
+    ``optax.losses.sigmoid_binary_cross_entropy`` with the 0/1 label :math:`(1 + t)/2`.
+    """
+    return optax.losses.sigmoid_binary_cross_entropy(logit, (1 + t) / 2)
 
 
 def softmax_cross_entropy(logits: Array, t: Array) -> Array:
-    r"""Softmax cross-entropy :math:`\ell = \log\sum_k e^{f_k} - f_t` for one example, t an int class id."""
-    return jax.nn.logsumexp(logits) - jnp.take(logits, t)
+    r"""Softmax cross-entropy :math:`\ell = \log\sum_k e^{f_k} - f_t` for one example, t an int class id.
+
+    ``optax.losses.softmax_cross_entropy_with_integer_labels``.
+    """
+    return optax.losses.softmax_cross_entropy_with_integer_labels(logits, t)
 
 
 # ----------------------------------------------------------------------------- pytree helpers
+#
+# The tree arithmetic is optax.tree's; only the norm is scaled here (optax.tree.norm squares the
+# raw entries, so it underflows to 0 for tiny gradients and has a NaN gradient at 0).
 
 
 def tree_add(a, b):
-    return jax.tree_util.tree_map(jnp.add, a, b)
+    """``a + b`` leaf by leaf (``optax.tree.add``)."""
+    return optax.tree.add(a, b)
 
 
 def tree_scale(c, a):
-    return jax.tree_util.tree_map(lambda x: c * x, a)
+    """``c * a`` leaf by leaf (``optax.tree.scale``)."""
+    return optax.tree.scale(c, a)
 
 
 def _tree_maxabs(a):
-    return jnp.max(jnp.stack([jnp.max(jnp.abs(x)) for x in jax.tree_util.tree_leaves(a)]))
+    return optax.tree.norm(a, ord=jnp.inf)
 
 
 def safe_norm(a) -> Array:
@@ -101,7 +113,7 @@ def safe_norm(a) -> Array:
     m = jax.lax.stop_gradient(_tree_maxabs(a))
     nonzero = m > 0
     m_safe = jnp.where(nonzero, m, 1.0)
-    sq = sum(jnp.sum(jnp.square(x / m_safe)) for x in jax.tree_util.tree_leaves(a))
+    sq = optax.tree.norm(jax.tree.map(lambda x: x / m_safe, a), squared=True)
     sq_safe = jnp.where(nonzero, sq, 1.0)
     return jnp.where(nonzero, m_safe * jnp.sqrt(sq_safe), 0.0)
 
@@ -111,8 +123,8 @@ def safe_normalize(a):
     m = _tree_maxabs(a)
     nonzero = m > 0
     m_safe = jnp.where(nonzero, m, 1.0)
-    u = jax.tree_util.tree_map(lambda x: x / m_safe, a)
-    nrm = jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(u)))
+    u = jax.tree.map(lambda x: x / m_safe, a)
+    nrm = jnp.sqrt(optax.tree.norm(u, squared=True))
     nrm_safe = jnp.where(nonzero, nrm, 1.0)
     return jax.tree_util.tree_map(lambda x: jnp.where(nonzero, x / nrm_safe, jnp.zeros_like(x)), u)
 
@@ -184,26 +196,29 @@ def _jreg_example(model, params, x, t, rho):
 
 
 def _mean_over_examples(fn: Callable, X: Array, t: Array, chunk_size: int | None):
-    """mean_i fn(x_i, t_i) through vmap, or chunks of vmap through lax.map (memory-bounded)."""
+    """mean_i fn(x_i, t_i) through vmap, or, with ``chunk_size``, memory-bounded chunks of vmap.
+
+    The chunks are summed inside ``jax.lax.map``, so at most ``chunk_size`` per-example results
+    are alive at once (the remainder n mod chunk_size is one more vmap). ``jax.lax.map(fn, xs,
+    batch_size=chunk_size)`` computes the same numbers but stacks all n per-example results
+    before the mean: for a 1M-parameter model, n = 256 and chunk_size = 32 XLA's temp memory is
+    977 MiB against 31 MiB here (``compiled.memory_analysis()``), which is what chunk_size is for.
+    """
     n = X.shape[0]
     if chunk_size is None or chunk_size >= n:
         out = jax.vmap(fn)(X, t)
-        return jax.tree_util.tree_map(lambda a: jnp.mean(a, axis=0), out)
+        return jax.tree.map(lambda a: jnp.mean(a, axis=0), out)
     c = int(chunk_size)
-    m = -(-n // c)
-    pad = m * c - n
-    # Pad by repeating the last example with weight 0 (never NaN: a real example).
-    Xp = jnp.concatenate([X, jnp.repeat(X[-1:], pad, axis=0)]) if pad else X
-    tp = jnp.concatenate([t, jnp.repeat(t[-1:], pad, axis=0)]) if pad else t
-    wts = jnp.concatenate([jnp.ones((n,), X.dtype), jnp.zeros((pad,), X.dtype)])
+    m, full = n // c, (n // c) * c
 
-    def chunk(args):
-        Xc, tc, wc = args
-        out = jax.vmap(fn)(Xc, tc)
-        return jax.tree_util.tree_map(lambda a: jnp.tensordot(wc.astype(a.dtype), a, axes=1), out)
+    def chunk_sum(args):
+        return jax.tree.map(lambda a: jnp.sum(a, axis=0), jax.vmap(fn)(*args))
 
-    sums = jax.lax.map(chunk, (Xp.reshape((m, c) + X.shape[1:]), tp.reshape((m, c)), wts.reshape((m, c))))
-    return jax.tree_util.tree_map(lambda a: jnp.sum(a, axis=0) / n, sums)
+    sums = jax.lax.map(chunk_sum, (X[:full].reshape((m, c) + X.shape[1:]), t[:full].reshape((m, c) + t.shape[1:])))
+    total = jax.tree.map(lambda a: jnp.sum(a, axis=0), sums)
+    if full < n:
+        total = tree_add(total, chunk_sum((X[full:], t[full:])))
+    return jax.tree.map(lambda a: a / n, total)
 
 
 # ----------------------------------------------------------------------------- autodiff kernels

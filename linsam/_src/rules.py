@@ -374,9 +374,13 @@ class Method:
         r"""The update direction :math:`u` of this rule (no input checks: the hot path).
 
         The one dispatch: ``model.closed_forms[type(self)]`` where the model has it, generic
-        autodiff (:meth:`autodiff`) otherwise. ``checked=True`` adds traced value checks
+        autodiff (:meth:`autodiff`) otherwise. Only the checks that read no values run here
+        (:func:`check_structure`: shapes and dtypes, at trace time). ``checked=True`` adds traced
+        value checks
         (``jax.experimental.checkify``; run the caller under :func:`checked`).
         """
+        check_structure(model, params, X, t)
+        self._check_model(model)
         if checked:
             _traced_checks(self, model, params, X, t)
         out = _dispatch(self, model, params, X, t)
@@ -384,8 +388,13 @@ class Method:
             _traced_finite(out, f"the {self.name} direction")
         return out
 
+    def _check_model(self, model) -> None:
+        """Refuse a model this method cannot use (runs while tracing)."""
+
     def autodiff(self, model, params: Params, X: Array, t: Array):
         """The generic autodiff direction (ignores the model's closed forms): the reference."""
+        check_structure(model, params, X, t)
+        self._check_model(model)
         return _autodiff(self, model, params, X, t)
 
     def _autodiff_kernel(self, model, params, X, t):  # pragma: no cover - abstract
@@ -511,6 +520,14 @@ class JRegFixed(Method):
     lam_act: Any = 0.0
     name: ClassVar[str] = "jreg_fixed"
     _leaves: ClassVar[tuple[str, ...]] = ("lam_last", "lam_act")
+
+    def _check_model(self, model) -> None:
+        if getattr(model, "features", None) is None and getattr(model, "last_layer", None) is None:
+            raise ValueError(
+                "jreg_fixed needs the model's last_layer(params) and/or features(params, x) (the penalised "
+                f"weights and activations); {type(model).__name__} has neither, so jreg_fixed would be GD. "
+                "Build Generic(..., last_layer=..., features=...)"
+            )
 
     def _autodiff_kernel(self, model, params, X, t):
         return _jreg_fixed(model, params, X, t, self.lam_last, self.lam_act)
@@ -639,22 +656,47 @@ def method(name: str, *, ignore_extra: bool = False, **hyper) -> Method:
 # ----------------------------------------------------------------------------- validated entry
 
 
+def check_structure(model, params: Params, X: Array, t: Array) -> int:
+    """The checks that read no values (shapes and dtypes): they run while tracing, free under jit.
+
+    X: a float array (n, ...) with n >= 1 (integer X refused); params: floating-point leaves;
+    t: shape (n,), binary labels an integer or float array (bool refused), class ids an
+    integer array. Returns n.
+    """
+    X_shape = np.shape(X)
+    if len(X_shape) < 2 or X_shape[0] < 1:
+        raise ValueError(f"X must have shape (n, ...) with n >= 1 examples (one row per example), got shape {X_shape}")
+    validate.check_float(X, "X")
+    validate.check_float_tree(params, "params")
+    n = int(X_shape[0])
+    if model.num_classes is None:
+        if np.shape(t) != (n,):
+            raise ValueError(f"t must have shape ({n},) to match X, got shape {np.shape(t)}")
+        dtype = validate._dtype(t)
+        if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+            raise ValueError(f"t (binary labels) must be -1 or +1 as an integer or float array, got dtype {dtype}")
+    else:
+        if np.shape(t) != (n,):
+            raise ValueError(f"t must have shape ({n},) to match X, got shape {np.shape(t)}")
+        dtype = validate._dtype(t)
+        if not jnp.issubdtype(dtype, jnp.integer):
+            raise ValueError(f"t (class ids) must be integers in [0, {model.num_classes}), got dtype {dtype}")
+    return n
+
+
 def validate_inputs(model, params: Params, X: Array, t: Array, method_value: Method | None = None) -> int:
-    """Check a problem once, before any work (concrete values; tracers skip value checks).
+    """Check a problem once, before any work: :func:`check_structure` (while tracing) plus the
+    value checks where the arrays are concrete (tracers skip them: the checked mode covers jit).
 
     X: float array (n, ...) with n >= 1, finite (the same dtype rule for every model and
     rule: integer X is refused); params finite and of the model's shapes
     (``model.check_params`` where the model has it); labels binary (+-1) or class ids in
     [0, K); the method's hyper-parameters scalar, finite and >= 0. Returns n.
     """
-    X_shape = np.shape(X)
     check_params = getattr(model, "check_params", None)
     if check_params is not None:
         check_params(params, X)
-    elif len(X_shape) < 2 or X_shape[0] < 1:
-        raise ValueError(f"X must have shape (n, ...) with n >= 1 examples, got shape {X_shape}")
-    n = int(X_shape[0])
-    validate.check_float(X, "X")
+    n = check_structure(model, params, X, t)
     validate.check_finite(X, "X")
     validate.check_finite(params, "params")
     if model.num_classes is None:
@@ -675,6 +717,7 @@ def validate_inputs(model, params: Params, X: Array, t: Array, method_value: Met
                     f"{field} must be a scalar for one direction, got shape {np.shape(value)}; "
                     "to sweep, jax.vmap over a method built with an array"
                 )
+        method_value._check_model(model)
     return n
 
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from linsam._src.benchmark import main
+from bench.benchmark import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from linsam import simulate as sim
-from linsam._src import benchmark
+from bench import benchmark
 
 SECTIONS = [
     "## Machine",
@@ -182,3 +182,14 @@ def test_busy_machine_is_flagged():
     a, b = benchmark._cpu_seconds(), benchmark._cpu_seconds()
     other = benchmark.other_cpu(a, b, 1.0)
     assert other is None or other >= 0.0
+
+
+def test_the_benchmark_lives_outside_the_library():
+    """Code that serves the benchmark is not in ``linsam`` (STYLE item 18), and the library never imports it."""
+    root = Path(__file__).resolve().parents[1]
+    assert not (root / "linsam" / "_src" / "benchmark.py").exists()
+    assert Path(benchmark.__file__).resolve().parent == root / "bench"
+    offenders = [str(p.relative_to(root)) for p in (root / "linsam").rglob("*.py")
+                 if (root / "linsam" / "cli") not in p.parents
+                 and re.search(r"^\s*(from|import)\s+bench\b", p.read_text(), re.M)]
+    assert not offenders, f"library modules import the benchmark: {offenders}"

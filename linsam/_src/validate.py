@@ -1,8 +1,9 @@
 """Input checks at the boundary of every public function.
 
 Each check raises :class:`ValueError` naming the argument and what is allowed, before
-any work starts. Value checks (finite, label values, rho sign) need concrete arrays; under
-``jit`` they are skipped (shape checks still run), so call public functions at the
+any work starts. Shape and dtype checks read no values, so they run while tracing (free
+under ``jit``). Value checks (finite, label values, rho sign) need concrete arrays; under
+``jit`` they are skipped (shape and dtype checks still run), so call public functions at the
 boundary and unvalidated kernels in hot loops. For traced calls the opt-in checked mode
 (:func:`linsam.rules.checked`, ``method.direction(..., checked=True)``) runs the same value
 checks through ``jax.experimental.checkify``.
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -79,11 +81,28 @@ def check_finite(x: Any, name: str) -> None:
             raise ValueError(f"{name} contains {bad} NaN or inf value(s); all entries must be finite")
 
 
+def _dtype(x: Any):
+    return x.dtype if hasattr(x, "dtype") else np.result_type(x)
+
+
 def check_float(x: Any, name: str) -> None:
-    """A floating-point array (the one dtype rule for inputs and parameters: integers refused)."""
-    dtype = np.result_type(x) if not hasattr(x, "dtype") else x.dtype
-    if not np.issubdtype(dtype, np.floating):
-        raise ValueError(f"{name} must be a floating-point array, got dtype {dtype}")
+    """A floating-point array (the one dtype rule for inputs and parameters: integers refused).
+
+    Reads only the dtype, so it runs while tracing (free under jit); bfloat16 counts as float.
+    """
+    dtype = _dtype(x)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"{name} must be a floating-point array, got dtype {dtype}"
+                         + (" (cast it, e.g. X.astype(jnp.float32))" if jnp.issubdtype(dtype, jnp.integer) else ""))
+
+
+def check_float_tree(tree: Any, name: str) -> None:
+    """Every leaf of a pytree floating-point (dtype only: runs while tracing)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        dtype = _dtype(leaf)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            where = jax.tree_util.keystr(path) or "(the array)"
+            raise ValueError(f"{name} must be floating-point arrays; leaf {where} has dtype {dtype}")
 
 
 def check_inputs(X: Any, name: str = "X") -> tuple[int, int]:
@@ -97,10 +116,17 @@ def check_inputs(X: Any, name: str = "X") -> tuple[int, int]:
 
 
 def check_binary_labels(t: Any, n: int, name: str = "t") -> None:
-    """Binary labels: shape (n,), every entry -1 or +1."""
+    """Binary labels: shape (n,), an integer or float dtype (bool refused), every entry -1 or +1.
+
+    Shape and dtype are checked while tracing; the values where ``t`` is concrete (under jit:
+    the checked mode, :func:`linsam.rules.checked`).
+    """
     shape = np.shape(t)
     if shape != (n,):
         raise ValueError(f"{name} must have shape ({n},) to match X, got shape {shape}")
+    dtype = _dtype(t)
+    if not (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+        raise ValueError(f"{name} (binary labels) must be -1 or +1 as an integer or float array, got dtype {dtype}")
     if not is_concrete(t):
         return
     arr = np.asarray(t)
@@ -114,8 +140,8 @@ def check_class_labels(t: Any, n: int, num_classes: int, name: str = "t") -> Non
     shape = np.shape(t)
     if shape != (n,):
         raise ValueError(f"{name} must have shape ({n},) to match X, got shape {shape}")
-    dtype = t.dtype if hasattr(t, "dtype") else np.asarray(t).dtype
-    if not np.issubdtype(dtype, np.integer):
+    dtype = _dtype(t)
+    if not jnp.issubdtype(dtype, jnp.integer):
         raise ValueError(f"{name} (class ids) must be integers in [0, {num_classes}), got dtype {dtype}")
     if not is_concrete(t):
         return

@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as err:
             print(f"linsam bench: error: {err}", file=sys.stderr)
             return 2
-    from linsam._src import benchmark  # imported lazily: keeps ``linsam --help`` fast
+    from bench import benchmark  # imported lazily: keeps ``linsam --help`` fast
 
     return benchmark.main_from_args(args)
 

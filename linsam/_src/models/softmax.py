@@ -109,8 +109,7 @@ class Softmax:
 
     def loss(self, W, X, t):
         """Mean softmax cross-entropy."""
-        logits = X @ W.T
-        return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, t[:, None], axis=1)[:, 0])
+        return jnp.mean(self.example_losses(W, X, t))
 
     def init(self, key, d: int, *, scale=0.0, dtype=None):
         r"""Initial weights :math:`W \sim \mathrm{scale}\cdot\mathcal N(0, 1/d)`, shape (K, d)."""
@@ -137,8 +136,7 @@ class Softmax:
 
     def example_losses(self, W, X, t):
         r"""Per-example cross-entropy :math:`\log\sum_k e^{f_k(x_i)} - f_{t_i}(x_i)`, shape (n,)."""
-        logits = X @ W.T
-        return jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, t[:, None], axis=1)[:, 0]
+        return R.softmax_cross_entropy(X @ W.T, t)
 
     def example_grad_norms(self, W, X, t):
         r"""Per-example gradient norms :math:`\|\nabla_W\ell_i\| = \|r_i\|\,\|x_i\|`, shape (n,)."""

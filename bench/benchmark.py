@@ -653,7 +653,7 @@ def render(res: dict) -> str:
     add("")
     add("## NumPy per-run loop (the baseline)")
     add("")
-    add("A plain Python loop per run (`linsam._src.benchmark.numpy_simulate`): two NumPy matrix-vector products a "
+    add("A plain Python loop per run (`bench.benchmark.numpy_simulate`): two NumPy matrix-vector products a "
         "step, every metric at the same record steps (population accuracy included), the sigmoid's argument "
         "clipped to [-80, 80] in float32 so no result is denormal; GD once per seed, like the engine. A test checks "
         "it follows the engine's trajectory and metrics (float64). Every run timed in full, in this process.")

@@ -273,7 +273,7 @@ def _sigmoid(x, lim):
     return 1.0 / (1.0 + np.exp(-np.clip(x, -lim, lim)))
 
 
-def numpy_metrics(w, z, xn, rho, mask, mu, scale, lim) -> dict:
+def numpy_metrics(w, z, xn, rho, mask, mu, scale, lim, val=None) -> dict:
     """Every metric of :func:`linsam.simulate.record_metrics` for logistic regression, in NumPy."""
     from scipy.special import log_expit, ndtr
 
@@ -285,7 +285,9 @@ def numpy_metrics(w, z, xn, rho, mask, mu, scale, lim) -> dict:
     gn, sg = s * xn, _sigmoid(-z + C, lim) * xn
     wt = np.exp(log_expit(-z + C) - log_expit(-z))
     signal, var = w @ mu, np.sum((w * scale) ** 2)
+    zv = None if val is None else val[1] * (val[0] @ w)
     return dict(
+        val_acc=np.nan if zv is None else np.mean((zv > 0) + 0.5 * (zv == 0)),
         test_acc=ndtr(signal / np.sqrt(var)) if var > 0 else 0.5 + 0.5 * np.sign(signal),
         train_acc=correct.mean(), train_acc_clean=correct[cl].mean(), train_acc_noisy=correct[nz].mean(),
         loss_clean=loss[cl].mean(), loss_noisy=loss[nz].mean(),
@@ -297,7 +299,7 @@ def numpy_metrics(w, z, xn, rho, mask, mu, scale, lim) -> dict:
     )
 
 
-def numpy_run(X, t, mask, w0, rho, lr, steps, record, mu, scale, metric_rhos):
+def numpy_run(X, t, mask, w0, rho, lr, steps, record, mu, scale, metric_rhos, val=None):
     r"""One run as a plain NumPy loop: ``steps`` times :math:`z = t\odot Xw`,
     :math:`w \mathrel{+}= \frac{\eta}{n}X^\top(t\odot\sigma(-z + C))` (two matrix-vector
     products; :math:`C = \rho\|x\|` where the gradient is non-zero, 1-SAM; 0 for GD), and every
@@ -313,7 +315,7 @@ def numpy_run(X, t, mask, w0, rho, lr, steps, record, mu, scale, metric_rhos):
     for i in range(steps + 1):
         z = t * (X @ w)
         if i in record:
-            out.append([numpy_metrics(w, z, xn, dt.type(r), mask, mu, scale, lim) for r in metric_rhos])
+            out.append([numpy_metrics(w, z, xn, dt.type(r), mask, mu, scale, lim, val) for r in metric_rhos])
         if i == steps:
             break
         C = np.where((_sigmoid(-z, lim) > 0) & (xn > 0), rr * xn, dt.type(0))
@@ -341,11 +343,13 @@ def numpy_simulate(config) -> tuple[dict, list]:
         per_seed = []
         for s in range(config.num_seeds):
             args = (X[s], t[s], mask[s], w0[s])
+            v = sim.validation_sample(config, int(config.seeds[s]))
+            val = (np.asarray(v.X), np.asarray(v.noisy))
             tic = time.perf_counter()
             if m == "gd":
-                per_rho = numpy_run(*args, 0.0, config.lr, config.steps, record, mu, scale, rhos)
+                per_rho = numpy_run(*args, 0.0, config.lr, config.steps, record, mu, scale, rhos, val)
             else:
-                runs = [numpy_run(*args, r, config.lr, config.steps, record, mu, scale, [r]) for r in rhos]
+                runs = [numpy_run(*args, r, config.lr, config.steps, record, mu, scale, [r], val) for r in rhos]
                 per_rho = {k: np.concatenate([r[k] for r in runs]) for k in runs[0]}
             times.append(time.perf_counter() - tic)
             per_seed.append(per_rho)

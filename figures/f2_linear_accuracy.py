@@ -30,8 +30,12 @@ def _panel_data(res, label, options):
     sam = res.index("method", "one_sam")
     rhos = np.asarray(res.axes["rho"], float)
     pred = np.stack([np.asarray(predicted(res.config, "one_sam", float(r), options)["test_acc"], float) for r in rhos])
+    from linsam import selection
+
+    es = selection.early_stop(res)
     return dict(label=label, steps=np.asarray(res.axes["step"]), rhos=rhos, acc=acc[sam], pred=pred,
-                bayes=res.bayes_acc, name=res.config.name, seeds=res.config.num_seeds)
+                bayes=res.bayes_acc, name=res.config.name, seeds=res.config.num_seeds,
+                selected=es.selected[sam], selected_step=es.step[sam])
 
 
 def compute(ctx, cfg: dict) -> dict:
@@ -66,6 +70,9 @@ def draw(data: dict, cfg: dict):
             ax.plot(p["steps"], p["pred"][j], color=cols[j], ls=(0, (4, 2)), lw=1.3, zorder=4,
                     path_effects=_HALO)
             ax.plot(pk_step[j], pk_val[j], marker="*", ms=11, color=cols[j], mec="white", mew=0.7, zorder=5)
+            if "selected" in p:
+                ax.plot(max(float(np.median(p["selected_step"][j])), 0.5), float(np.mean(p["selected"][j])),
+                        marker="o", ms=5, color=cols[j], mec="black", mew=0.5, zorder=6)
         ax.plot([], [], color="0.2", ls=(0, (4, 2)), lw=1.3, label="a-priori prediction (DMFT, dashed)")
         ax.axhline(p["bayes"], color="0.4", ls="--", lw=0.9, label=f"Bayes accuracy {100 * p['bayes']:.1f}%")
         step_axis(ax, p["steps"], 5)
@@ -73,7 +80,7 @@ def draw(data: dict, cfg: dict):
         ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
     axes[0, 0].set_ylabel("test accuracy (population, %)")
     axes[0, 0].legend(loc="lower right", fontsize=7)
-    fig.suptitle(f"Linear model, label noise: early-stopped accuracy (stars) of GD and 1-SAM "
+    fig.suptitle(f"Linear model, label noise: validation-selected accuracy (circles) and oracle peaks (stars) of GD and 1-SAM "
                  f"({panels[0]['seeds']} seeds, mean with 95% band; dashed: predicted from the config alone)",
                  fontsize=9)
     return fig
@@ -87,14 +94,20 @@ def caption(data: dict, cfg: dict) -> str:
         sam = [j for j in range(len(p["rhos"])) if j != gd]
         best = max(sam, key=lambda j: pk_val[j]) if sam else gd
         err = peak_errors(p)
-        parts.append(f"{p['label'].split(' (')[0]}: GD peaks at {100 * pk_val[gd]:.1f}% (step {pk_step[gd]}; predicted "
+        vs = ""
+        if "selected" in p:
+            vs = (f"validation-selected: GD {100 * np.mean(p['selected'][gd]):.1f}%, 1-SAM at rho = "
+                  f"{fmt_rho(p['rhos'][best])} {100 * np.mean(p['selected'][best]):.1f}%; oracle: ")
+        parts.append(f"{p['label'].split(' (')[0]}: {vs}GD peaks at {100 * pk_val[gd]:.1f}% (step {pk_step[gd]}; predicted "
                      f"{100 * p['pred'][gd].max():.1f}%), best 1-SAM (rho = {fmt_rho(p['rhos'][best])}) at "
                      f"{100 * pk_val[best]:.1f}% (step {pk_step[best]}; predicted {100 * p['pred'][best].max():.1f}%), "
                      f"largest |peak error| over rho {100 * np.max(np.abs(err)):.2f} points")
     opts = data.get("predict") or {}
     how = ", ".join(f"{k} = {v}" for k, v in sorted(opts.items())) or "default options"
     return ("F2. Test accuracy (exact population accuracy) against step, GD and 1-SAM over rho, mean over seeds "
-            "with 95% band, stars at the peaks; dashed: the a-priori DMFT prediction from the config alone "
+            "with 95% band, circles at the mean validation-selected stopping point (test accuracy at each seed's "
+            "highest-validation-accuracy step; validation labels carry the training noise), stars at the oracle peaks of "
+            "the mean curves; dashed: the a-priori DMFT prediction from the config alone "
             f"(linsam.theory.predict_curves, {how}). " + "; ".join(parts) + ".")
 
 

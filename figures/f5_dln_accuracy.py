@@ -1,8 +1,10 @@
 r"""F5. Deep linear network: test accuracy against step for SGD, 1-SAM, L-SAM, J-SAM and J-reg.
 
 Test accuracy: population accuracy of the end-to-end map :math:`W^\top v`
-(:func:`linsam.data.population_accuracy`), mean over seeds with a 95% band; stars at the peak
-of each mean curve. J-reg (the Proposition 4.1 penalty) equals J-SAM exactly for the DLN, so
+(:func:`linsam.data.population_accuracy`), mean over seeds with a 95% band; circles at each
+method's mean *validation-selected* stopping point (median step, mean test accuracy at each
+seed's validation-selected step: the number a user gets, :mod:`linsam.selection`), stars at the
+peak of each mean curve (the oracle). J-reg (the Proposition 4.1 penalty) equals J-SAM exactly for the DLN, so
 it is drawn dashed on top of J-SAM; the fixed-coefficient regulariser is the cheap version.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from figures._style import METHOD_COLORS, METHOD_LABELS, mean_band, new_figure, step_axis
+from linsam import selection
 
 ID = "F5"
 NAME = "dln_accuracy"
@@ -23,8 +26,11 @@ def compute(ctx, cfg: dict) -> dict:
     j = res.index("rho", rho)
     acc = np.asarray(res.metrics["test_acc"])[:, j]  # (method, seed, T)
     methods = [m for m in cfg.get("methods", res.axes["method"]) if m in res.axes["method"]]
+    es = selection.early_stop(res)
     return dict(steps=np.asarray(res.axes["step"]), rho=rho, methods=methods, bayes=res.bayes_acc,
-                acc={m: acc[res.index("method", m)] for m in methods}, seeds=res.config.num_seeds)
+                acc={m: acc[res.index("method", m)] for m in methods}, seeds=res.config.num_seeds,
+                selected={m: es.selected[res.index("method", m), j] for m in methods},
+                selected_step={m: es.step[res.index("method", m), j] for m in methods})
 
 
 def _peak(steps, Y):
@@ -43,11 +49,14 @@ def draw(data: dict, cfg: dict):
                   zorder=4 if dashed else 2, clip=(0, 1))
         s, v = _peak(data["steps"], data["acc"][m])
         ax.plot(s, v, marker="*", ms=11, color=METHOD_COLORS[m], mec="white", mew=0.7, zorder=6)
+        if "selected" in data:
+            ax.plot(max(float(np.median(data["selected_step"][m])), 0.5), float(np.mean(data["selected"][m])),
+                    marker="o", ms=6, color=METHOD_COLORS[m], mec="black", mew=0.6, zorder=7)
     step_axis(ax, data["steps"], 10)
     ax.set_ylabel("test accuracy (population, %)")
     ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f}%")
     ax.set_title(f"2-layer linear network, rho = {data['rho']:g} ({data['seeds']} seeds, mean with 95% band; "
-                 f"stars: peaks)", fontsize=9)
+                 f"circles: validation-selected; stars: oracle peaks)", fontsize=9)
     ax.legend(loc="lower left", fontsize=7)
     return fig
 
@@ -57,7 +66,10 @@ def caption(data: dict, cfg: dict) -> str:
              "jreg_fixed": "fixed reg."}
     peaks = [f"{names.get(m, m)} {100 * _peak(data['steps'], data['acc'][m])[1]:.1f}%" for m in data["methods"]]
     finals = [f"{names.get(m, m)} {100 * np.nanmean(data['acc'][m][:, -1]):.1f}%" for m in data["methods"]]
-    return (f"F5. DLN test accuracy against step (rho = {data['rho']:g}); peak of the mean curve: " + ", ".join(peaks)
+    sel = [f"{names.get(m, m)} {100 * np.mean(data['selected'][m]):.1f}%" for m in data["methods"]] \
+        if "selected" in data else []
+    return (f"F5. DLN test accuracy against step (rho = {data['rho']:g}); validation-selected (the headline): "
+            + ", ".join(sel) + "; oracle peak of the mean curve: " + ", ".join(peaks)
             + "; at the last step: " + ", ".join(finals) + ". J-reg (dashed) coincides with J-SAM (Prop. 4.1).")
 
 

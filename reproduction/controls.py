@@ -16,7 +16,8 @@ the training noise: :mod:`linsam.selection`):
   sweep of that method alone on the selection seeds, and is re-selected, up to ``max_extend``
   extensions per method (:func:`compare_runs`); a value still at an edge then is reported with
   the cap named;
-* the *best simple control* :math:`c^\star` (non-SAM methods: GD on the linear loss, i.e. the
+* the *best simple control* :math:`c^\star` (the baseline GD itself, the zero-knob member of every
+  simple family, and the non-SAM methods: GD on the linear loss, i.e. the
   "unhinged" loss of van Rooyen, Menon and Williamson, NeurIPS 2015; GD on the shifted loss, a
   larger step, weight decay) is chosen on the selection seeds the same way; the SAM-family
   comparators (n-SAM, J-reg, J-reg-fixed) are compared separately;
@@ -172,8 +173,8 @@ def compare(sel, rep, *, treatment: str = "one_sam", baseline: str = "gd", contr
             raise ValueError(f"{rep.config.name}: the comparison needs method {m!r} in both sweeps")
     margin = float(rep.config.meta_dict.get("margin", DEFAULT_MARGIN) if margin is None else margin)
     extended = extended or {}
-    if controls is None:
-        controls = [m for m in methods if m in SIMPLE_CONTROLS]
+    if controls is None:  # GD itself is the zero-knob member of every simple family (decay 0, step x1, shift 0)
+        controls = [baseline] + [m for m in methods if m in SIMPLE_CONTROLS]
     tuned = {m: tune_method(sel, m, extra) for m in methods}
     t_rho = tuned[treatment].rho
     out = {}

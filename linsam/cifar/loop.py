@@ -18,7 +18,9 @@ import numpy as np
 import linsam
 import linsam.optax
 from linsam import rules
+from linsam._src.engine import shard
 from linsam.cifar import data as cdata
+from linsam.cifar import parallel
 from linsam.cifar.config import SCHEMA, CifarConfig, _err, config_dict, config_hash, validate_config
 from linsam.cifar.plan import PreparedData, block_length, make_schedule, prepare_data, steps_per_epoch
 from linsam.cifar.programs import (COMPILE_EVENTS, TrainState, _block_flops, _compiled, make_optimizer,
@@ -52,10 +54,18 @@ class Trainer:
     repeats an uninterrupted one bit for bit.
     """
 
-    def __init__(self, cfg: CifarConfig, data: PreparedData):
+    def __init__(self, cfg: CifarConfig, data: PreparedData, devices: int | None = None):
         self.cfg = cfg
         self.data = data
-        self.spec = program_spec(cfg)
+        #: The data-parallel mesh over ``devices`` (default: every device, every process's;
+        #: None on one device): :mod:`linsam.cifar.parallel`.
+        self.mesh = parallel.data_mesh(devices)
+        self.num_devices = parallel.num_shards(self.mesh)
+        for f in ("batch_size", "eval_batch_size"):
+            if getattr(cfg, f) % self.num_devices:
+                raise _err(f, f"({getattr(cfg, f)}) must be a multiple of the {self.num_devices} devices of the "
+                              "data-parallel mesh (or choose fewer with --devices)")
+        self.spec = program_spec(cfg, self.mesh)
         self.net = self.spec.net()
         self.model = rule_model(rule_spec(self.spec))
         self.n_train = int(data.x_train.shape[0])
@@ -64,8 +74,12 @@ class Trainer:
             raise _err("batch_size", f"({cfg.batch_size}) exceeds the number of training images ({self.n_train})")
         self.total_steps = self.steps * cfg.epochs
         self.schedule = make_schedule(cfg, self.total_steps)
-        self.device_data = (jnp.asarray(data.x_train), jnp.asarray(data.y_noisy),
-                            jnp.asarray(data.mean, jnp.float32), jnp.asarray(data.std, jnp.float32))
+        if self.mesh is None:
+            self.device_data = (jnp.asarray(data.x_train), jnp.asarray(data.y_noisy),
+                                jnp.asarray(data.mean, jnp.float32), jnp.asarray(data.std, jnp.float32))
+        else:  # the training set replicated on every device; each gathers its own examples
+            self.device_data = parallel.put((data.x_train, data.y_noisy, np.asarray(data.mean, np.float32),
+                                             np.asarray(data.std, np.float32)), self.mesh)
         self.lam_last = cfg.lam_last
         self.lam_act = cfg.lam_act
 
@@ -81,7 +95,21 @@ class Trainer:
         params = variables["params"]
         bstats = variables.get("batch_stats", {})
         opt_state = make_optimizer(linsam.optax.from_method(self.method, self.model), 0.0, 0.0, 0.0).init(params)
-        return TrainState(params, bstats, opt_state)
+        return self.place(TrainState(params, bstats, opt_state))
+
+    def place(self, state: TrainState) -> TrainState:
+        """``state`` replicated on the mesh (unchanged on one device)."""
+        if self.mesh is None:
+            return state
+        return parallel.put(parallel.tree_to_host(state), self.mesh)
+
+    def place_block(self, block):
+        """A block of the plan on the devices: indices, crops and flips split along the batch
+        axis (axis 1), the learning rates replicated."""
+        if self.mesh is None:
+            return tuple(jnp.asarray(a) for a in block)
+        idx, offsets, flips, lr = block
+        return parallel.put((idx, offsets, flips), self.mesh, axis=1) + (parallel.put(lr, self.mesh),)
 
     def calibrate(self, state: TrainState) -> None:
         """Fill in the Prop. 4.1 defaults of ``jreg_fixed`` (only where the config leaves them None)."""
@@ -98,7 +126,8 @@ class Trainer:
 
     def hyper(self):
         """(method value, weight_decay, momentum): the method's leaves and the rest float32 scalars."""
-        return self.method, jnp.float32(self.cfg.weight_decay), jnp.float32(self.cfg.momentum)
+        hyper = self.method, jnp.float32(self.cfg.weight_decay), jnp.float32(self.cfg.momentum)
+        return hyper if self.mesh is None else parallel.put(hyper, self.mesh)
 
     # -- training
     def epoch_plan(self, epoch: int):
@@ -133,7 +162,7 @@ class Trainer:
         n0 = len(COMPILE_EVENTS)
         plan = self.epoch_plan(0)
         for length in sorted(set(self.blocks())):
-            exe = self._executable(state, tuple(jnp.asarray(a[:length]) for a in plan))
+            exe = self._executable(state, self.place_block(tuple(a[:length] for a in plan)))
         self.block_flops = _block_flops(exe, method_chunks(self.method, self.cfg.batch_size))
         t1 = time.perf_counter()
         self._logits(state, self.data.x_test[: self.cfg.eval_batch_size])  # compiles (or reuses) and runs once
@@ -170,7 +199,7 @@ class Trainer:
             if may_continue is not None and not may_continue(len(lengths) - k, getattr(self, "block_s", None)):
                 raise OutOfTime(f"epoch {epoch + 1}: {len(lengths) - k} of {len(lengths)} blocks left")
             t0 = time.perf_counter()
-            block = tuple(jnp.asarray(a[start : start + length]) for a in plan)
+            block = self.place_block(tuple(a[start : start + length] for a in plan))
             state = self._executable(state, block)(state, block, self.device_data, hyper)
             start += length
             if progress is not None or may_continue is not None:
@@ -196,10 +225,10 @@ class Trainer:
             m = xb.shape[0]
             if m < bs:
                 xb = np.concatenate([xb, np.zeros((bs - m,) + xb.shape[1:], xb.dtype)])
-            args = (variables, jnp.asarray(xb), mean, std)
+            args = (variables, jnp.asarray(xb) if self.mesh is None else parallel.put(xb, self.mesh, axis=0), mean, std)
             lg, nm = _compiled("eval", self.spec, *args)(*args)
-            logits.append(np.asarray(lg, np.float64)[:m])
-            norms.append(np.asarray(nm, np.float64)[:m])
+            logits.append(np.asarray(parallel.to_host(lg), np.float64)[:m])
+            norms.append(np.asarray(parallel.to_host(nm), np.float64)[:m])
         return np.concatenate(logits), np.concatenate(norms)
 
     def evaluate(self, state: TrainState) -> dict:
@@ -229,7 +258,7 @@ class Trainer:
             "train_acc_noisy_true": mean_or_nan(tr_hit_true[mask]),
             "train_loss_clean": mean_or_nan(tr_loss[~mask]),
             "train_loss_noisy": mean_or_nan(tr_loss[mask]),
-            "last_layer_norm": float(np.linalg.norm(np.asarray(head_kernel(state.params), np.float64))),
+            "last_layer_norm": float(np.linalg.norm(np.asarray(parallel.to_host(head_kernel(state.params)), np.float64))),
             "feature_norm": mean_or_nan(fn),
             "n_eval_train": int(n_eval),
         }
@@ -240,12 +269,15 @@ class Trainer:
 
 
 def save_checkpoint(path: Path, state: TrainState, meta: dict) -> None:
-    """All leaves of ``state`` plus a JSON ``meta`` (epoch, metrics, hash), atomically."""
+    """All leaves of ``state`` plus a JSON ``meta`` (epoch, metrics, hash), atomically; on
+    several hosts only process 0 writes (the state is replicated)."""
     import io
 
+    if not shard.is_primary():
+        return
     leaves = jax.tree_util.tree_leaves(state)
     buf = io.BytesIO()
-    np.savez(buf, meta=np.asarray(json.dumps(meta)), **{f"leaf_{i}": np.asarray(a) for i, a in enumerate(leaves)})
+    np.savez(buf, meta=np.asarray(json.dumps(meta)), **{f"leaf_{i}": parallel.to_host(a) for i, a in enumerate(leaves)})
     _atomic_write_bytes(Path(path), buf.getvalue())
 
 
@@ -260,9 +292,10 @@ def load_checkpoint(path: Path, template: TrainState) -> tuple[TrainState, dict]
         new = []
         for i, ref in enumerate(leaves):
             a = z[f"leaf_{i}"]
-            if a.shape != np.shape(ref) or a.dtype != np.asarray(ref).dtype:
+            ref_dtype = ref.dtype if hasattr(ref, "dtype") else np.asarray(ref).dtype
+            if a.shape != np.shape(ref) or a.dtype != ref_dtype:
                 raise ValueError(f"checkpoint {path}: array {i} is {a.dtype}{a.shape}, expected "
-                                 f"{np.asarray(ref).dtype}{np.shape(ref)}")
+                                 f"{ref_dtype}{np.shape(ref)}")
             new.append(jnp.asarray(a))
     return jax.tree_util.tree_unflatten(treedef, new), meta
 
@@ -294,7 +327,7 @@ STATUSES = ("running", "completed", "time_limit", "interrupted", "killed")
 def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike, *, fresh: bool = False,
                stop_after_epochs: int | None = None, verbose: bool = True, extra_info: dict | None = None,
                on_epoch: Callable | None = None, deadline: float | None = None,
-               seconds_per_flop: float | None = None) -> dict:
+               seconds_per_flop: float | None = None, devices: int | None = None) -> dict:
     """Train one method, checkpointing each epoch in ``out_dir``; returns its results dict.
 
     Resumes from ``out_dir/checkpoint.npz`` when its config hash matches (``fresh=True``
@@ -312,6 +345,10 @@ def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike,
     ``seconds_per_flop`` (measured on the method before, see :func:`run`) times its FLOPs x
     :data:`FIRST_BLOCK_SAFETY` when given, else nothing. KeyboardInterrupt leaves status ``interrupted``, :class:`Terminated`
     (SIGTERM) ``killed``, both written before the exception goes on.
+
+    ``devices``: the data-parallel mesh holds the first ``devices`` of ``jax.devices()``
+    (default: all of them, every process's; :mod:`linsam.cifar.parallel`). On several
+    processes every process calls this with the same arguments; process 0 writes.
     """
     cfg = validate_config(cfg)
     out = Path(out_dir)
@@ -319,10 +356,10 @@ def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike,
     t_start = time.monotonic()
     limits = [t for t in (None if cfg.time_limit_s is None else t_start + cfg.time_limit_s, deadline) if t is not None]
     stop_at = min(limits) if limits else None
-    say = print if verbose else (lambda *a, **k: None)
+    say = print if verbose and shard.is_primary() else (lambda *a, **k: None)
     chash = config_hash(cfg, data.info["fingerprint"])
     ckpt = out / "checkpoint.npz"
-    trainer = Trainer(cfg, data)
+    trainer = Trainer(cfg, data, devices)
     state = trainer.init_state()
     epochs_done: list[dict] = []
     meta_extra = {}
@@ -334,12 +371,13 @@ def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike,
         if meta.get("config_hash") != chash:
             raise ValueError(f"{ckpt} belongs to a run with a different configuration (hash {meta.get('config_hash')} "
                              f"!= {chash}); use --fresh to overwrite it or choose another --out")
-        state, epochs_done = loaded, meta["epochs"]
+        state, epochs_done = trainer.place(loaded), meta["epochs"]
         trainer.lam_last, trainer.lam_act = meta.get("lam_last"), meta.get("lam_act")
         meta_extra = meta.get("compile", {})
         if epochs_done:
             say(f"[{cfg.method}] resuming after epoch {len(epochs_done)} from {ckpt}", flush=True)
-    elif fresh and ckpt.exists():
+    shard.barrier(f"linsam cifar {out}: every process has read its checkpoint")  # before process 0 writes
+    if fresh and ckpt.exists() and shard.is_primary():
         ckpt.unlink()
     if not epochs_done:
         trainer.calibrate(state)
@@ -366,6 +404,9 @@ def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike,
                       "compute_dtype": cfg.compute_dtype, "rule_compute_dtype": trainer.spec.rule_dtype,
                       "n_params": count_params(state.params)},
             "steps_per_epoch": trainer.steps,
+            "parallel": {"devices": trainer.num_devices, "processes": jax.process_count(),
+                         "per_shard_rule": trainer.num_devices > 1 and cfg.method in parallel.SHARD_MEAN_METHODS
+                         and cfg.norm != "batch"},
             "lam_last": trainer.lam_last, "lam_act": trainer.lam_act,
             "compile_s": compile_s if compile_s is not None else meta_extra.get("compile_s"),
             "compile": getattr(trainer, "compile_info", None),
@@ -387,7 +428,7 @@ def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike,
     compile_s = None
     try:
         if status != "completed":
-            if stop_at is not None and time.monotonic() >= stop_at:
+            if shard.agree(stop_at is not None and time.monotonic() >= stop_at):
                 status, stop_reason = "time_limit", "no time left to start this method"
                 say(f"[{cfg.method}] skipped: no time left", flush=True)
                 record(status)
@@ -415,7 +456,7 @@ def run_method(cfg: CifarConfig, data: PreparedData, out_dir: str | os.PathLike,
                 block_s = FIRST_BLOCK_SAFETY * seconds_per_flop * trainer.block_flops / BLOCK_SAFETY
             now = time.monotonic()
             need = TAIL_SAFETY * tail_s + (0.0 if block_s is None else BLOCK_SAFETY * block_s * blocks_left)
-            return now + need <= stop_at
+            return shard.agree(now + need <= stop_at)  # every process takes process 0's decision
 
         while len(epochs_done) < cfg.epochs:
             if stop_after_epochs is not None and new_epochs >= stop_after_epochs:
@@ -489,7 +530,7 @@ def run(configs: list[CifarConfig], out_dir: str | os.PathLike, *, data_path=Non
         stop_after_epochs: int | None = None, verbose: bool = True, plot: bool = True,
         dataset: cdata.CIFAR10 | None = None, extra_info: dict | None = None,
         work_dir: str | os.PathLike | None = None, deadline: float | None = None,
-        time_shares: dict | None = None) -> dict:
+        time_shares: dict | None = None, devices: int | None = None) -> dict:
     """Run several methods (one config each, same data and noise).
 
     Per-method results and checkpoints go to ``work_dir/<method>/`` (default: ``out_dir``);
@@ -499,7 +540,8 @@ def run(configs: list[CifarConfig], out_dir: str | os.PathLike, *, data_path=Non
     before the data has loaded. ``deadline`` (:func:`time.monotonic`) ends the whole call:
     each method gets the time left split by ``time_shares`` (e.g. ``{"gd": 1, "one_sam":
     2}``) over the methods still to run, within its own ``time_limit_s``. Loads the data
-    once (``dataset`` to pass arrays directly, e.g. in tests). Returns the aggregate dict.
+    once (``dataset`` to pass arrays directly, e.g. in tests). ``devices``: the data-parallel
+    mesh (:func:`run_method`). Returns the aggregate dict.
     """
     configs = [validate_config(c) for c in configs]
     names = [c.method for c in configs]
@@ -534,7 +576,7 @@ def run(configs: list[CifarConfig], out_dir: str | os.PathLike, *, data_path=Non
         try:
             res = run_method(c, prepared, work / c.method, fresh=fresh, stop_after_epochs=stop_after_epochs,
                              verbose=verbose, extra_info=extra_info, deadline=dl, seconds_per_flop=seconds_per_flop,
-                             on_epoch=lambda: aggregate(out, names, work_dir=work))
+                             on_epoch=lambda: aggregate(out, names, work_dir=work), devices=devices)
             t = res.get("timing") or {}
             if t.get("max_block_s") and t.get("block_flops"):
                 seconds_per_flop = t["max_block_s"] / t["block_flops"]
@@ -587,7 +629,7 @@ def run_seeds(configs: list[CifarConfig], seeds, out_dir: str | os.PathLike, *, 
               dataset: cdata.CIFAR10 | None = None, work_dir: str | os.PathLike | None = None,
               deadline: float | None = None, time_shares: dict | None = None, plot: bool = True,
               verbose: bool = True, fresh: bool = False, extra_info: dict | None = None,
-              started: float | None = None) -> dict:
+              started: float | None = None, devices: int | None = None) -> dict:
     """Run the methods of ``configs`` once per seed (each seed's data subset, label noise and
     initial weights from that seed), then combine them with paired intervals over the seeds.
 
@@ -616,7 +658,8 @@ def run_seeds(configs: list[CifarConfig], seeds, out_dir: str | os.PathLike, *, 
         if verbose:
             print(f"[cifar] seed {s} ({i + 1}/{len(seeds)})", flush=True)
         run([c.replace(seed=s) for c in configs], _seed_dir(work, s), dataset=dataset, work_dir=_seed_dir(work, s),
-            deadline=dl, time_shares=time_shares, plot=False, verbose=verbose, fresh=fresh, extra_info=extra_info)
+            deadline=dl, time_shares=time_shares, plot=False, verbose=verbose, fresh=fresh, extra_info=extra_info,
+            devices=devices)
         extra = {"preset": (extra_info or {}).get("preset"),
                  "run": {"wall_s": time.monotonic() - started, **_usage(), "complete": i == len(seeds) - 1}}
         agg = aggregate_seeds(out, seeds, work_dir=work, extra=extra)

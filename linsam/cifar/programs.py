@@ -20,6 +20,7 @@ import optax
 import linsam.optax
 from linsam import rules
 from linsam.cifar import data as cdata
+from linsam.cifar import parallel
 from linsam.cifar.config import CifarConfig, rule_compute_dtype
 from linsam.cifar.resnet import STAGE_SIZES, ResNet18, head_kernel, make_model
 from linsam.cifar.small import make_small_model, small_net
@@ -106,6 +107,8 @@ class ProgramSpec(NamedTuple):
     augment: bool
     rule_dtype: str = ""
     arch: str = "resnet"
+    #: The data-parallel mesh (:mod:`linsam.cifar.parallel`), None on one device.
+    mesh: Any = None
 
     def net(self):
         """The Flax module: :class:`ResNet18`, or a small network (:func:`linsam.cifar.small.small_net`)."""
@@ -116,10 +119,10 @@ class ProgramSpec(NamedTuple):
                         compute_dtype=self.compute_dtype, stage_sizes=STAGE_SIZES[self.depth])
 
 
-def program_spec(cfg: CifarConfig) -> ProgramSpec:
-    """The :class:`ProgramSpec` of a config."""
+def program_spec(cfg: CifarConfig, mesh=None) -> ProgramSpec:
+    """The :class:`ProgramSpec` of a config (``mesh``: the data-parallel mesh, or None)."""
     return ProgramSpec(cfg.method, cfg.width, cfg.depth, cfg.norm, cfg.compute_dtype, cfg.augment,
-                       rule_compute_dtype(cfg.method, cfg.compute_dtype), cfg.arch)
+                       rule_compute_dtype(cfg.method, cfg.compute_dtype), cfg.arch, mesh)
 
 
 def _net_spec(spec: ProgramSpec) -> ProgramSpec:
@@ -146,10 +149,18 @@ def _train_block_program(spec: ProgramSpec):
 
     ``hyper = (method, weight_decay, momentum)``: ``method`` a :mod:`linsam.rules` value (its
     hyper-parameters traced leaves), the step ``make_optimizer(linsam.optax.from_method(method,
-    model), ...)``.
+    model), ...)``. With a mesh (:mod:`linsam.cifar.parallel`) the batch is split over the
+    devices: the methods of :data:`~linsam.cifar.parallel.SHARD_MEAN_METHODS` (per-example
+    norm) run per shard and average their directions once; n-SAM and BatchNorm run on the
+    global batch (XLA places the cross-device means). The state stays replicated.
     """
     net = spec.net()
     model = rule_model(rule_spec(spec))
+    mesh = spec.mesh
+    per_shard = mesh is not None and spec.method in parallel.SHARD_MEAN_METHODS and spec.norm != "batch"
+
+    def on_batch(a):  # the batch axis split over the mesh (a no-op on one device)
+        return a if mesh is None else jax.lax.with_sharding_constraint(a, parallel.batch_sharding(mesh))
 
     def block(state: TrainState, plan, data, hyper):
         x_train, y_noisy, mean, std = data
@@ -161,19 +172,22 @@ def _train_block_program(spec: ProgramSpec):
                 X = cdata.preprocess(x_train[idx], mean, std, offsets, flips)
             else:
                 X = cdata.preprocess(x_train[idx], mean, std)
-            t = y_noisy[idx]
+            X, t = on_batch(X), on_batch(y_noisy[idx])
             params, bstats, opt_state = state
             if spec.norm == "batch":  # running statistics from the clean (unperturbed) batch only
                 _, upd = net.apply({"params": params, "batch_stats": bstats}, X, train=True, mutable=["batch_stats"])
                 bstats = _cast_like(upd["batch_stats"], bstats)
-            tx = make_optimizer(linsam.optax.from_method(method, model), wd, momentum, lr)
+            rule = linsam.optax.from_method(method, model)
+            tx = make_optimizer(parallel.shard_mean(rule, mesh) if per_shard else rule, wd, momentum, lr)
             updates, new_opt = tx.update(None, opt_state, params, batch=(X, t))
             new_params = _cast_like(optax.apply_updates(params, _cast_like(updates, params)), params)
             return TrainState(new_params, bstats, _cast_like(new_opt, opt_state)), None
 
         return jax.lax.scan(step, state, plan)[0]
 
-    return jax.jit(block, donate_argnums=0)
+    if mesh is None:
+        return jax.jit(block, donate_argnums=0)
+    return jax.jit(block, donate_argnums=0, out_shardings=parallel.replicated(mesh))
 
 
 @functools.lru_cache(maxsize=None)
@@ -186,7 +200,9 @@ def _eval_program(spec: ProgramSpec):
         logits, phi = net.apply(variables, X, train=False, method=type(net).logits_and_features)
         return logits, jnp.sqrt(jnp.sum(jnp.square(phi), axis=-1))
 
-    return jax.jit(ev)
+    if spec.mesh is None:
+        return jax.jit(ev)
+    return jax.jit(ev, out_shardings=parallel.batch_sharding(spec.mesh))  # each device its part of the batch
 
 
 @functools.lru_cache(maxsize=None)
@@ -223,7 +239,7 @@ def prop41_coefficients(spec: ProgramSpec, params, X, t, rho: float) -> tuple[fl
     """
     args = (params, X, t, jnp.float32(rho))
     lam_last, lam_act = _compiled("prop41", spec, *args)(*args)
-    return float(lam_last), float(lam_act)
+    return float(parallel.to_host(lam_last)), float(parallel.to_host(lam_act))
 
 
 #: Compiled executables by (program, spec, argument shapes, options): one compile per program.

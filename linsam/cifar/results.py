@@ -19,6 +19,7 @@ import optax
 
 import linsam
 from linsam._src.atomic import write_bytes_atomic
+from linsam._src.engine import shard
 from linsam.cifar.config import METHODS, SCHEMA
 
 
@@ -27,7 +28,10 @@ def _atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON through a temporary file and ``os.replace`` (never a half-written file)."""
+    """Write JSON through a temporary file and ``os.replace`` (never a half-written file). On
+    several hosts only process 0 writes (:func:`linsam._src.engine.shard.is_primary`)."""
+    if not shard.is_primary():
+        return
     _atomic_write_bytes(Path(path), (json.dumps(obj, indent=1, allow_nan=True) + "\n").encode())
 
 
@@ -124,7 +128,10 @@ def draw_figure(agg: dict, out_dir: str | os.PathLike) -> bool:
 
 
 def _draw(plotter: str, agg: dict, out_dir) -> bool:
-    """``linsam.cifar.plot.<plotter>(agg, out_dir/curves.png)``; any failure is a warning."""
+    """``linsam.cifar.plot.<plotter>(agg, out_dir/curves.png)``; any failure is a warning.
+    Process 0 only."""
+    if not shard.is_primary():
+        return False
     try:
         from linsam.cifar import plot
 

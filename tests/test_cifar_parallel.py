@@ -128,3 +128,34 @@ def test_four_devices_batchnorm_and_scan_sweep_equal_one_device(tmp_path):
     for g in ("bn/gd", "bn/nsam"):
         d = max_rel_diff(one, four, g + "/")
         assert d < 1e-4, f"{g}: 1 device vs 4 differ by {d:.2e}"
+
+
+def test_bad_distributed_settings_are_refused_before_connecting(monkeypatch):
+    from linsam._src.engine import shard
+
+    for var in (shard.COORDINATOR_ENV, shard.NUM_PROCESSES_ENV, shard.PROCESS_ID_ENV):
+        monkeypatch.delenv(var, raising=False)
+    assert shard.initialize_distributed() is False  # nothing asked: one process, nothing started
+    cases = [(("127.0.0.1:1234", 2, None), "go together"), (("127.0.0.1", 2, 0), "HOST:PORT"),
+             (("127.0.0.1:70000", 2, 0), "HOST:PORT"), (("127.0.0.1:1234", 0, 0), "num_processes"),
+             (("127.0.0.1:1234", 2, 2), "process_id must be an integer in [0, 2)")]
+    for args, msg in cases:
+        with pytest.raises(ValueError, match=msg.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+            shard.initialize_distributed(*args)
+    monkeypatch.setenv(shard.NUM_PROCESSES_ENV, "two")
+    with pytest.raises(ValueError, match="LINSAM_NUM_PROCESSES must be an integer"):
+        shard.initialize_distributed()
+
+
+def test_a_batch_that_does_not_split_over_the_devices_is_refused(capsys):
+    from linsam.cifar import parallel
+    from linsam.cifar import train as T
+    from linsam.cli import main
+
+    with pytest.raises(ValueError, match=r"--batch-size \(batch_size\) \(100\) must be a multiple of the 8 devices"):
+        parallel.check_split(T.CifarConfig(batch_size=100), 8)
+    with pytest.raises(ValueError, match=r"--eval-batch-size .* multiple of the 3 devices"):
+        parallel.check_split(T.CifarConfig(batch_size=96, eval_batch_size=1000), 3)
+    parallel.check_split(T.CifarConfig(batch_size=128, eval_batch_size=1000), 8)  # the paper's: fine
+    assert main(["cifar", "--preset", "tiny", "--out", "unused", "--devices", "2"]) == 2
+    assert "--devices must be an integer in [1, 1]" in capsys.readouterr().err

@@ -61,10 +61,7 @@ class Trainer:
         #: None on one device): :mod:`linsam.cifar.parallel`.
         self.mesh = parallel.data_mesh(devices)
         self.num_devices = parallel.num_shards(self.mesh)
-        for f in ("batch_size", "eval_batch_size"):
-            if getattr(cfg, f) % self.num_devices:
-                raise _err(f, f"({getattr(cfg, f)}) must be a multiple of the {self.num_devices} devices of the "
-                              "data-parallel mesh (or choose fewer with --devices)")
+        parallel.check_split(cfg, self.num_devices)
         self.spec = program_spec(cfg, self.mesh)
         self.net = self.spec.net()
         self.model = rule_model(rule_spec(self.spec))

@@ -57,6 +57,17 @@ def data_mesh(devices: int | None = None) -> Mesh | None:
     return Mesh(np.asarray(devs, dtype=object), (AXIS,))
 
 
+def check_split(cfg, num_devices: int) -> None:
+    """Refuse a config whose batches do not split evenly over ``num_devices`` (ValueError
+    naming the flag): ``batch_size`` and ``eval_batch_size`` must be multiples."""
+    from linsam.cifar.config import _err
+
+    for f in ("batch_size", "eval_batch_size"):
+        if getattr(cfg, f) % num_devices:
+            raise _err(f, f"({getattr(cfg, f)}) must be a multiple of the {num_devices} devices of the "
+                          "data-parallel mesh (or choose fewer with --devices)")
+
+
 def num_shards(mesh: Mesh | None) -> int:
     return 1 if mesh is None else int(mesh.devices.size)
 

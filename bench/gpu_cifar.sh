@@ -29,11 +29,26 @@
 # passed on to `linsam cifar` (the CPU test adds --width 8 --train-subset 256 ...). Exit status:
 # that of `linsam cifar` (0, or 2 for a refused argument/data), 124 when the guard stopped it;
 # in every case results.json is rewritten at the end, methods the guard stopped marked "killed".
+#
+# Two modes (MODE, default "single"):
+#   single          one GPU (`--devices 1`), exactly the run above, into $OUT/cifar_budget;
+#   data-parallel   every GPU of the machine (no --devices: every device; the batch of 128 split over the
+#                   mesh, parameters replicated; docs/scaling.md), into $OUT/cifar_budget_dp, same
+#                   one-call window (LIMIT_S). On a multi-GPU machine: run(command="MODE=data-parallel
+#                   bash bench/gpu_cifar.sh", carry=["out/cifar10-jpeg.tar.gz"], timeout_s=370).
+#                   The batch (128) and the evaluation batch (1000) must split evenly: 1, 2, 4 or 8
+#                   GPUs. Compare its per-epoch times with the single mode's (docs/scaling.md).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-RESULTS="${OUT:-results}/cifar_budget"
-WORK="${LINSAM_CIFAR_WORK:-${TMPDIR:-/tmp}/linsam-cifar-budget}"
+MODE="${MODE:-single}"
+case "$MODE" in
+  single) DEV_FLAGS=(--devices 1); SUFFIX="" ;;
+  data-parallel) DEV_FLAGS=(); SUFFIX="_dp" ;;
+  *) echo "gpu_cifar.sh: MODE must be 'single' or 'data-parallel', got '$MODE'" >&2; exit 2 ;;
+esac
+RESULTS="${OUT:-results}/cifar_budget${SUFFIX}"
+WORK="${LINSAM_CIFAR_WORK:-${TMPDIR:-/tmp}/linsam-cifar-budget${SUFFIX}}"
 LIMIT_S="${LIMIT_S:-330}"   # outer guard of `linsam cifar`
 MARGIN_S="${MARGIN_S:-20}"  # linsam plans to end this much earlier (SIGTERM grace: 15 s, then SIGKILL)
 PY="${PYTHON:-python3}"
@@ -60,22 +75,25 @@ LOG="$RESULTS/log.txt"
 {
   "$PY" -c 'import jax, platform; print("python", platform.python_version(), "jax", jax.__version__, "devices", jax.devices(), flush=True)'
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
-  echo "guard ${LIMIT_S}s, linsam total $((LIMIT_S - MARGIN_S))s; results in $RESULTS, work in $WORK; data $DATA"
+  echo "mode $MODE; guard ${LIMIT_S}s, linsam total $((LIMIT_S - MARGIN_S))s; results in $RESULTS, work in $WORK; data $DATA"
 } 2>&1 | tee -a "$LOG"
 
 set +e
 timeout --signal=TERM --kill-after=15 "$LIMIT_S" \
   "$PY" -c 'import sys; from linsam.cli import main; sys.exit(main())' cifar --preset budget --data "$DATA" --out "$RESULTS" --work-dir "$WORK" \
-  --total-time-limit "$((LIMIT_S - MARGIN_S))" "$@" 2>&1 | tee -a "$LOG"
+  --total-time-limit "$((LIMIT_S - MARGIN_S))" ${DEV_FLAGS[@]+"${DEV_FLAGS[@]}"} "$@" 2>&1 | tee -a "$LOG"
 rc=${PIPESTATUS[0]}
 set -e
 
 "$PY" - "$RESULTS" "$WORK" "$rc" <<'EOF' 2>&1 | tee -a "$LOG" || true
-import os, sys
+import json, os, sys
 from linsam.cifar import train
 out, work, rc = sys.argv[1], sys.argv[2], int(sys.argv[3])
 agg = train.finalize(out, work_dir=work, killed=rc in (124, 137, 143))
 print(f"exit status {rc}{' (stopped by the guard)' if rc in (124, 137, 143) else ''}; device: {agg.get('device')}")
+for m in agg["methods"]:
+    f = os.path.join(work, m, "results.json")
+    print(f"{m:8s} data parallel: {json.load(open(f)).get('parallel') if os.path.exists(f) else None}")
 for m, s in agg["methods"].items():
     peak = "none" if s["peak_test_acc"] is None else f"{s['peak_test_acc']:.4f} at epoch {s['peak_epoch']}"
     ept = "n/a" if s["mean_epoch_time_s"] is None else f"{s['mean_epoch_time_s']:.2f} s/epoch"

@@ -64,8 +64,11 @@ class Store:
         hit = self._mem.get(cfg.name)
         if hit is not None and hit.config == cfg:
             return hit
+        from linsam._src.engine.shard import agree, barrier, is_primary
+
         path = self.root / cfg.name
-        if (path / "config.json").exists() and not (self.force and cfg.name not in self._ran):
+        # process 0 decides (many hosts: every process must take the same way; a shared filesystem)
+        if agree((path / "config.json").exists() and not (self.force and cfg.name not in self._ran)):
             res = SweepResult.load(path)
             if res.config == cfg:
                 self._mem[cfg.name] = res
@@ -82,7 +85,9 @@ class Store:
         t0 = time.perf_counter()
         self.log(f"{cfg.name}: running ({len(cfg.methods)} method(s) x {len(cfg.rhos)} rho x {cfg.num_seeds} seeds) ...")
         res = sim.simulate(cfg, progress=True)
-        res.save(path)
+        if is_primary():
+            res.save(path)
+        barrier(f"saved {cfg.name}")
         self._ran.add(cfg.name)
         self._mem[cfg.name] = res
         self.log(f"{cfg.name}: {time.perf_counter() - t0:.0f} s -> {path}")

@@ -142,7 +142,7 @@ def test_cifar_cpu_cost_section_at_toy_size(monkeypatch):
     pytest.importorskip("flax")
     from linsam.cifar import train as ctrain
 
-    monkeypatch.setattr(ctrain, "COMPILER_OPTIONS", {"xla_backend_optimization_level": 0})  # fast compile
+    monkeypatch.setitem(ctrain.COMPILER_OPTIONS, "xla_backend_optimization_level", 0)  # fast compile
     cfg = dataclasses.replace(benchmark.BenchConfig.tiny(), cifar_images=128, cifar_width=8)
     cc = benchmark.measure_cifar_cpu(cfg)
     assert cc["available"], cc

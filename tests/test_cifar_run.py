@@ -107,7 +107,9 @@ def test_the_time_plan_charges_the_checkpoint_write(tmp_path, monkeypatch):
         time.sleep(1.0)
         real_save(path, state, meta)
 
-    monkeypatch.setattr(T, "save_checkpoint", slow_save)
+    from linsam.cifar import loop
+
+    monkeypatch.setattr(loop, "save_checkpoint", slow_save)  # where run_method looks it up
     limit = 4.0
     t0 = time.monotonic()
     res = T.run_method(cfg.replace(time_limit_s=limit), prep, tmp_path / "run", verbose=False)

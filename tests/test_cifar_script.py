@@ -22,14 +22,14 @@ pytest.importorskip("PIL")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run_script(tmp_path, extra, limit_s=600):
+def _run_script(tmp_path, extra, limit_s=600, **more_env):
     from test_cifar_data import make_jpeg_tar
 
     arch = make_jpeg_tar(tmp_path / "tiny.tar.gz", n_train=4, n_test=2)
     env = dict(os.environ, OUT=str(tmp_path / "out"), LINSAM_CIFAR_WORK=str(tmp_path / "work"),
                LINSAM_CACHE_DIR=str(tmp_path / "cache"), LINSAM_CIFAR10=str(arch), PYTHON=sys.executable,
                LIMIT_S=str(limit_s), LINSAM_CIFAR_FAST_COMPILE="1", JAX_PLATFORMS="cpu",
-               JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"))
+               JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"), **more_env)
     (tmp_path / "out").mkdir()
     return subprocess.run(["bash", str(ROOT / "bench" / "gpu_cifar.sh"), *extra], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=limit_s + 120)
@@ -75,3 +75,24 @@ def test_gpu_script_guard_records_the_killed_method(tmp_path):
     statuses = {m: r["status"] for m, r in agg["methods"].items()}
     assert "killed" in statuses.values(), statuses
     assert "running" not in statuses.values()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("timeout") is None or shutil.which("bash") is None, reason="needs bash, timeout")
+def test_gpu_script_data_parallel_mode_on_two_cpu_devices(tmp_path):
+    """MODE=data-parallel (issue 22), the CPU dry path: 2 CPU devices stand in for the GPUs; the
+    batch is split over both, results go to cifar_budget_dp and say so."""
+    proc = _run_script(tmp_path, TINY, MODE="data-parallel",
+                       XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ret = tmp_path / "out" / "cifar_budget_dp"
+    assert {"log.txt", "results.json"} <= {p.name for p in ret.iterdir()}
+    agg = json.loads((ret / "results.json").read_text())
+    assert {m: r["status"] for m, r in agg["methods"].items()} == {m: "completed" for m in ("gd", "one_sam", "jsam")}
+    for m in ("gd", "one_sam", "jsam"):
+        par = json.loads((tmp_path / "work" / m / "results.json").read_text())["parallel"]
+        assert par["devices"] == 2 and par["per_shard_rule"], par
+    assert "mode data-parallel" in proc.stdout and "'devices': 2" in proc.stdout
+    (tmp_path / "x").mkdir()
+    bad = _run_script(tmp_path / "x", TINY, MODE="eight")
+    assert bad.returncode == 2 and "MODE must be 'single' or 'data-parallel'" in bad.stderr

@@ -8,7 +8,11 @@ Submodules:
   bf16 compute) and its model definition (:class:`linsam.models.Generic`).
 - :mod:`linsam.cifar.train`: the driver (method values of :mod:`linsam.rules` as optax
   transformations, :mod:`linsam.optax`, chained before optax SGD with momentum,
-  per-epoch metrics, checkpoints and resume, a measured time plan, results JSON).
+  per-epoch metrics, checkpoints and resume, a measured time plan, results JSON), split by
+  concern into :mod:`~linsam.cifar.config` (the config and its checks),
+  :mod:`~linsam.cifar.plan` (the data plan), :mod:`~linsam.cifar.programs` (the compiled
+  step programs), :mod:`~linsam.cifar.loop` (the loop, checkpoints, time plan) and
+  :mod:`~linsam.cifar.results` (summaries, aggregates, figures); ``train`` re-exports them.
 - :mod:`linsam.cifar.small`: the CPU preset's networks (a ReLU MLP on the pixels, with
   closed-form 1-SAM, L-SAM and J-SAM; a small CNN) behind the same model interface.
 - :mod:`linsam.cifar.budget`: FLOPs, memory and step times of the compiled programs.

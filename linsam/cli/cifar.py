@@ -105,6 +105,11 @@ def register(subparsers) -> None:
     p.add_argument("--stop-after", type=int, dest="stop_after", help=argparse.SUPPRESS)  # simulated interruption
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--devices", type=int, help="data parallel over the first N devices (default: every device; "
+                                               "1: one device). The batch must split evenly (docs/scaling.md)")
+    from linsam.cli import distributed
+
+    distributed.add_flags(p)  # several hosts: one global mesh; process 0 writes (docs/scaling.md)
     p.set_defaults(func=main)
 
 
@@ -236,11 +241,20 @@ def main(args) -> int:
         print(f"linsam cifar: error: needs the optional extra 'gpu' ({err.name} is missing): "
               f"pip install 'linsam[gpu]'", file=sys.stderr)
         return 2
+    from linsam.cli import distributed
+
+    if (rc := distributed.start(args, "linsam cifar")) is not None:
+        return rc
     from linsam.cifar import data as cdata
     from linsam.cifar import train as ctrain
 
     try:
         configs, _ = build_configs(args)
+        from linsam.cifar import parallel
+
+        shards = parallel.num_shards(parallel.data_mesh(getattr(args, "devices", None)))
+        for c in configs:
+            parallel.check_split(c, shards)
         seeds = build_seeds(args)
         total, shares = build_timing(args)
         data_path = cdata.check_data_path(args.data)
@@ -258,11 +272,12 @@ def main(args) -> int:
             if seeds is not None:
                 ctrain.run_seeds(configs, seeds, out, data_path=data_path, fresh=args.fresh, verbose=not args.quiet,
                                  plot=not args.no_plot, extra_info={"preset": args.preset}, work_dir=work,
-                                 deadline=deadline, time_shares=shares, started=process_start_monotonic())
+                                 deadline=deadline, time_shares=shares, started=process_start_monotonic(),
+                                 devices=getattr(args, "devices", None))
             else:
                 ctrain.run(configs, out, data_path=data_path, fresh=args.fresh, stop_after_epochs=args.stop_after,
                            verbose=not args.quiet, plot=not args.no_plot, extra_info={"preset": args.preset},
-                           work_dir=work, deadline=deadline, time_shares=shares)
+                           work_dir=work, deadline=deadline, time_shares=shares, devices=getattr(args, "devices", None))
     except (ValueError, FileNotFoundError) as err:  # e.g. a corrupt archive found while decoding
         print(f"linsam cifar: error: {err}", file=sys.stderr)
         return 2

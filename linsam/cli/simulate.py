@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from linsam.cli import distributed
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -34,6 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--num-seeds", type=int, help="override num_seeds")
     p.add_argument("--seed-offset", type=int, help="override seed_offset")
     p.add_argument("--seed-chunk", type=int, help="override seed_chunk (seeds per compiled call)")
+    distributed.add_flags(p)  # several hosts: the seed axis on the global mesh; process 0 saves
     p.set_defaults(func=_simulate)
 
     r = subparsers.add_parser(
@@ -47,6 +50,7 @@ def register(subparsers) -> None:
     r.add_argument("--run", action="store_true", help="simulate missing regime configs first")
     r.add_argument("--force", action="store_true", help="with --run: rerun configs that already have results")
     r.add_argument("--only", nargs="*", help="with --run: only these config names")
+    distributed.add_flags(r)
     r.set_defaults(func=_regimes)
 
 
@@ -59,6 +63,10 @@ def _simulate(args) -> int:
             print(f"{name:28s} {cfg.description.strip().splitlines()[0] if cfg.description else ''}")
         return 0
     from linsam.cli import StopOnSignal, out_dir
+
+    if (rc := distributed.start(args, "linsam simulate")) is not None:
+        return rc
+    from linsam._src.engine.shard import is_primary
 
     try:
         if args.config is not None and Path(args.config).is_dir():
@@ -79,7 +87,8 @@ def _simulate(args) -> int:
     _enable_x64_if_needed(cfg)
     with StopOnSignal("linsam simulate", note=f"the sweep was not saved; {out} is unchanged"):
         res = sim.simulate(cfg, progress=True)
-        res.save(out)
+        if is_primary():
+            res.save(out)
     _print_summary(res)
     print(f"saved {out}/results.npz and config.json ({res.elapsed_s:.1f} s)")
     return 0
@@ -111,6 +120,8 @@ def _print_summary(res) -> None:
 def _regimes(args) -> int:
     from linsam.cli import StopOnSignal, out_dir, out_file
 
+    if (rc := distributed.start(args, "linsam regimes")) is not None:
+        return rc
     try:  # output locations first: a regime sweep takes minutes
         results = out_dir(args.results, "--results") if args.run else Path(args.results)
         out_file(args.out)
@@ -123,7 +134,7 @@ def _regimes(args) -> int:
 
 def _regimes_run(args, results: Path) -> int:
     from reproduction import regimes
-    from linsam._src import simulate as sim
+    from linsam._src.engine.shard import is_primary
 
     if args.run:
         groups = regimes._regime_configs_by_group()
@@ -141,6 +152,8 @@ def _regimes_run(args, results: Path) -> int:
         t0 = time.perf_counter()
         regimes.run_all(results, only=only, force=args.force, log=lambda msg: print(msg, flush=True))
         print(f"regime sweeps done in {time.perf_counter() - t0:.0f} s", flush=True)
+    if not is_primary():
+        return 0  # process 0 writes the report
     if not results.is_dir() or not any(results.glob("*/config.json")):
         print(f"linsam regimes: no saved results under {results} (use --run)", file=sys.stderr)
         return 2

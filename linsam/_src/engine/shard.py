@@ -178,3 +178,83 @@ def shard_run_axis(fn: Callable, *, in_axes=0, out_axes=0, mesh: Mesh | None = N
         )
 
     return jax.jit(call)
+
+
+# ----------------------------------------------------------------------------- several hosts
+
+#: Environment variables read by :func:`initialize_distributed` when the arguments are None.
+COORDINATOR_ENV, NUM_PROCESSES_ENV, PROCESS_ID_ENV = "LINSAM_COORDINATOR", "LINSAM_NUM_PROCESSES", "LINSAM_PROCESS_ID"
+
+
+def _env_int(name: str):
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {text!r}") from None
+
+
+def initialize_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None, *, auto: bool = False,
+                           timeout_s: int = 300) -> bool:
+    r"""Start JAX's multi-process runtime (``jax.distributed.initialize``), so that
+    ``jax.devices()`` lists every process's devices and one :class:`~jax.sharding.Mesh` spans them.
+
+    Explicit: ``coordinator`` (``host:port`` of process 0), ``num_processes`` and ``process_id``
+    (each falls back to ``$LINSAM_COORDINATOR``, ``$LINSAM_NUM_PROCESSES``,
+    ``$LINSAM_PROCESS_ID``); all three are needed together. ``auto=True`` without them: JAX's
+    cluster detection (Slurm inside ``srun``: ``SLURM_JOB_ID``, ``SLURM_NTASKS``,
+    ``SLURM_PROCID``, ...; also Open MPI, Kubernetes/TPU pods). Returns True when the runtime
+    was started here, False when there was nothing to start (no coordinator, no ``auto``).
+    Must run before anything touches a device. Bad values are refused (ValueError naming the
+    argument) before any connection is tried; ``timeout_s`` bounds the wait for the other
+    processes.
+    """
+    coordinator = coordinator if coordinator is not None else (os.environ.get(COORDINATOR_ENV) or None)
+    num_processes = num_processes if num_processes is not None else _env_int(NUM_PROCESSES_ENV)
+    process_id = process_id if process_id is not None else _env_int(PROCESS_ID_ENV)
+    given = [v is not None for v in (coordinator, num_processes, process_id)]
+    if any(given) and not all(given):
+        raise ValueError("coordinator, num_processes and process_id (--coordinator, --num-processes, "
+                         "--process-id) go together: give all three, or none for --distributed auto-detection")
+    if all(given):
+        host, _, port = str(coordinator).rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"coordinator must be HOST:PORT (e.g. 10.0.0.1:1234), got {coordinator!r}")
+        if isinstance(num_processes, bool) or not isinstance(num_processes, (int, np.integer)) or num_processes < 1:
+            raise ValueError(f"num_processes must be an integer >= 1, got {num_processes!r}")
+        if (isinstance(process_id, bool) or not isinstance(process_id, (int, np.integer))
+                or not 0 <= process_id < num_processes):
+            raise ValueError(f"process_id must be an integer in [0, {num_processes}), got {process_id!r}")
+        jax.distributed.initialize(str(coordinator), int(num_processes), int(process_id),
+                                   initialization_timeout=int(timeout_s))
+        return True
+    if auto:
+        jax.distributed.initialize(initialization_timeout=int(timeout_s))  # cluster detection (Slurm, MPI, ...)
+        return True
+    return False
+
+
+def is_primary() -> bool:
+    """True on the process that writes results and checkpoints (process 0; always on one host)."""
+    return jax.process_index() == 0
+
+
+def agree(value):
+    """``value`` as process 0 has it, on every process (a host decision, e.g. "time left for
+    one more block?", that all processes must take the same way); ``value`` itself on one host."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    return type(value)(np.asarray(multihost_utils.broadcast_one_to_all(np.asarray(value))).item())
+
+
+def barrier(name: str) -> None:
+    """Wait until every process gets here (no-op on one host)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)

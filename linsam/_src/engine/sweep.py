@@ -311,7 +311,7 @@ def _available_memory() -> int:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
         total = 2**63
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}  # this process's device (several hosts: devices()[0] is not)
     limit = stats.get("bytes_limit")
     return int(min(total, limit)) if limit else int(total)
 

@@ -1,0 +1,112 @@
+"""Per-step cost of every CIFAR method on this machine, and the paper's full run on an H200 (estimate).
+
+    PYTHONPATH=. python bench/cifar_scaling.py [--width 16] [--batch 32] [--out FILE.json]
+
+For each method (:data:`linsam.rules.METHODS`) the trainer's own one-step block program
+(ResNet-18, ``--width``, ``--batch``, one chunk, float32, LayerNorm) is compiled once; XLA's
+cost analysis gives its FLOPs (x chunks, since a ``lax.map`` body is counted once) and the
+median of ``--steps`` timed steps its seconds here. The full run of the paper (ResNet-18 at
+width 64, batch 128, 200 epochs of 50,000 images = 78,000 steps, and 200 evaluations of
+20,000 images) is then FLOPs(width 64, batch 128) = FLOPs(here) x (64 / width)^2 x (128 /
+batch) (convolution FLOPs scale with the square of the width; checked against the measured
+width-64 SGD step, 372.3 GFLOP, docs/cifar.md) at an assumed fraction of the H200's float32
+peak (67 TFLOP/s): 30-60% for SGD's batched convolutions, n-SAM and the evaluation, 5-40% for
+the per-example rules (grouped convolutions). Those are estimates until a device measures them
+(``bench/gpu_cifar.sh``); docs/scaling.md has the table this prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from linsam import rules  # noqa: E402
+from linsam.cifar import data as cdata  # noqa: E402
+from linsam.cifar import train as T  # noqa: E402
+
+PEAK_FLOPS = 67e12  # H200 float32 (no TF32), datasheet
+STEPS, EVAL_IMAGES, EPOCHS = 78_000, 20_000, 200  # 390 steps x 200 epochs; 10,000 test + 10,000 train per epoch
+BATCHED = ("gd", "nsam", "jreg_fixed")  # batched convolutions; the rest run per example
+EFFICIENCY = {"batched": (0.3, 0.6), "per_example": (0.05, 0.4)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--methods", default=",".join(rules.METHODS))
+    p.add_argument("--out")
+    a = p.parse_args(argv)
+    rng = np.random.default_rng(0)
+    n = a.batch * 2
+    ds = cdata.CIFAR10(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n, dtype=np.int32) % 10,
+                       rng.integers(0, 256, (a.batch, 32, 32, 3), dtype=np.uint8),
+                       np.arange(a.batch, dtype=np.int32) % 10, "synthetic", "synthetic", "jpeg")
+    rows = {}
+    scale = (64 / a.width) ** 2 * (128 / a.batch)
+    for m in a.methods.split(","):
+        cfg = T.validate_config(T.CifarConfig(method=m, width=a.width, depth=18, batch_size=a.batch,
+                                              chunk_size=None, epochs=1, log_every=1, eval_batch_size=a.batch,
+                                              augment=False))
+        tr = T.Trainer(cfg, T.prepare_data(ds, cfg), devices=1)
+        state = tr.init_state()
+        tr.calibrate(state)
+        plan = tuple(jnp.asarray(x[:1]) for x in tr.epoch_plan(0))
+        t0 = time.perf_counter()
+        exe = tr._executable(state, plan)
+        compile_s = time.perf_counter() - t0
+        ca = exe.cost_analysis()
+        ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+        flops = float(ca["flops"]) * T.method_chunks(tr.method, a.batch)
+        state = exe(state, plan, tr.device_data, tr.hyper())
+        jax.block_until_ready(state.params)
+        times = []
+        for _ in range(a.steps):
+            t0 = time.perf_counter()
+            state = exe(state, plan, tr.device_data, tr.hyper())
+            jax.block_until_ready(state.params)
+            times.append(time.perf_counter() - t0)
+        rows[m] = {"step_s_cpu": float(np.median(times)), "gflop_step": flops / 1e9, "compile_s": compile_s,
+                   "gflop_step_w64_b128": flops * scale / 1e9}
+        print(f"{m:10s} {rows[m]['step_s_cpu']:.3f} s/step here, {flops / 1e9:.2f} GFLOP/step "
+              f"(compile {compile_s:.0f} s)", flush=True)
+    # evaluation: 3 F per image for SGD's step means F = gd / (3 batch); the forward pass only
+    f_fwd = rows["gd"]["gflop_step_w64_b128"] / (3 * 128) if "gd" in rows else 0.970
+    eval_pflop = EPOCHS * EVAL_IMAGES * f_fwd * 1e9 / 1e15
+    for m, r in rows.items():
+        lo, hi = EFFICIENCY["batched" if m in BATCHED else "per_example"]
+        train = STEPS * r["gflop_step_w64_b128"] * 1e9
+        fast = train / (hi * PEAK_FLOPS) + eval_pflop * 1e15 / (0.6 * PEAK_FLOPS)
+        slow = train / (lo * PEAK_FLOPS) + eval_pflop * 1e15 / (0.3 * PEAK_FLOPS)
+        r.update(train_pflop=train / 1e15, h200_hours=(fast / 3600, slow / 3600),
+                 h200x8_hours=(fast / 8 / 3600, slow / 8 / 3600))
+    info = {"host": platform.node(), "cpus": os.cpu_count(), "jax": jax.__version__, "width": a.width,
+            "batch": a.batch, "scale_to_w64_b128": scale, "eval_pflop": eval_pflop, "methods": rows,
+            "assumptions": {"peak_flops": PEAK_FLOPS, "steps": STEPS, "eval_images_per_epoch": EVAL_IMAGES,
+                            "efficiency": EFFICIENCY, "batched": BATCHED}}
+    print(f"\n| method | CPU s/step (w{a.width}, b{a.batch}) | GFLOP/step (w64, b128) | full run PFLOP | "
+          "1 x H200 (h, estimate) | 8 x H200 (h, estimate) |\n|---|---|---|---|---|---|")
+    for m, r in rows.items():
+        print(f"| {m} | {r['step_s_cpu']:.3f} | {r['gflop_step_w64_b128']:.0f} | {r['train_pflop']:.1f} | "
+              f"{r['h200_hours'][0]:.1f} - {r['h200_hours'][1]:.1f} | "
+              f"{r['h200x8_hours'][0]:.2f} - {r['h200x8_hours'][1]:.2f} |")
+    print(f"(evaluation: {eval_pflop:.1f} PFLOP over the run, in every row)")
+    if a.out:
+        Path(a.out).write_text(json.dumps(info, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -134,13 +134,13 @@ def validate_results(data, source: str = "") -> None:
     if not isinstance(data, dict):
         _fail(source, f"a JSON {type(data).__name__}, not a results object")
     schema = data.get("schema")
-    if schema is not None and not (isinstance(schema, str) and schema.startswith(SCHEMA_PREFIX)):
-        _fail(source, f"schema {schema!r} is not a `linsam cifar` results schema ({SCHEMA_PREFIX}...)")
     if "methods" not in data:
         if "method" in data and "summary" in data:
             _fail(source, f"holds one method's results ({data.get('method')!r}); C8 needs the aggregate file with "
                           f"{BASE} (SGD) and {SAM}")
         _fail(source, f"no 'methods' table (schema {schema!r})")
+    if schema is not None and not (isinstance(schema, str) and schema.startswith(SCHEMA_PREFIX)):
+        _fail(source, f"schema {schema!r} is not a `linsam cifar` results schema ({SCHEMA_PREFIX}...)")
     table = data["methods"]
     if not isinstance(table, dict):
         _fail(source, f"'methods' is a JSON {type(table).__name__}, not an object")

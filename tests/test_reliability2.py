@@ -76,7 +76,7 @@ def test_ctrl_c_in_the_first_seconds_exits_130_and_keeps_the_old_result(tmp_path
         assert {p.name: p.read_bytes() for p in out.iterdir()} == old, (seen, "the previous result changed")
 
 
-@pytest.mark.parametrize("text", ["", "# only a comment\n", 'description = "mine"\n', 'model = "logreg"\n'])
+@pytest.mark.parametrize("text", ["", "# only a comment\n", 'description = "mine"\n', 'rhos = [0.5]\n'])
 def test_a_config_that_does_not_say_what_to_run_is_refused(tmp_path, capsys, text):
     """Before: an empty file ran a 20-seed default sweep with rhos = [0.0] and exited 0."""
     cfg = tmp_path / "e.toml"
@@ -85,7 +85,7 @@ def test_a_config_that_does_not_say_what_to_run_is_refused(tmp_path, capsys, tex
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not say what to run: missing" in err[0] and "--default-sweep" in err[0], err
     missing = err[0].split("missing ")[1].split(" (")[0]
-    assert missing == ("methods, rhos" if "model" in text else "model, methods, rhos")
+    assert missing == ("methods" if "rhos" in text else "methods, rhos")
     assert not (tmp_path / "o").exists()
 
 

@@ -158,7 +158,7 @@ def test_minibatch_epochs_use_every_example_once():
 
 def test_save_load_roundtrip(tiny_logreg, tmp_path):
     out = tiny_logreg.save(tmp_path / "res")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "results.nc"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "params.npz", "results.nc"]  # params kept
     back = sim.SweepResult.load(out)
     assert back.config == TINY and back.axes["method"] == list(TINY.methods)
     for k, v in tiny_logreg.metrics.items():

@@ -24,7 +24,7 @@ config's own number fields, e.g. ``sigma = "1/sqrt(d)"``, ``mean_norm = "2*sigma
 table first, then the top level), ``+ - * / **``, ``sqrt``, ``log``, ``exp`` and ``pi``, and
 nothing else (no ``eval``).
 
-**Required.** A run must set ``model``, ``methods`` and ``rhos`` (:data:`REQUIRED`; from any of
+**Required.** A run must set ``methods`` and ``rhos`` (:data:`REQUIRED`; from any of
 its tables or the file it extends): an empty or description-only file is refused, naming them,
 instead of silently running the defaults.
 
@@ -58,7 +58,7 @@ __all__ = ["load_config", "shipped_configs", "configs_dir", "read_toml", "file_m
 RESERVED = ("modes", "seeds", "variants", "extends")
 #: What every config must set itself (after ``extends``, modes, seed sets and variants are
 #: applied): what it runs. The rest has defaults (:class:`~linsam.simulate.SimConfig`).
-REQUIRED = ("model", "methods", "rhos")
+REQUIRED = ("methods", "rhos")
 _NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 
@@ -375,12 +375,6 @@ def resolve(ref: str | os.PathLike, *, mode: str | None = None, seeds: str | Non
         for table in (tables["modes"].get(run_mode), tables["seeds"].get(run_seeds), vt):
             if table:
                 raw = _merge(raw, {k: v for k, v in table.items() if k != "name"})
-        missing = [k for k in REQUIRED if k not in raw]
-        if missing:  # an empty or description-only file would silently run the defaults
-            raise ValueError(
-                f"the config does not say what to run: missing {', '.join(missing)} (e.g. model = \"logreg\", "
-                f"methods = [\"gd\", \"one_sam\"], rhos = [0.0, 0.5]); for the default sweep, ask for it: "
-                f"`linsam simulate --default-sweep` or load_config(\"default\")")
         raw["name"] = name
         if not isinstance(name, str) or not _NAME_OK.fullmatch(name) or ".." in name:
             raise ValueError(f"name must be a plain file name (letters, digits, '_', '.', '-'; no '/' or '..'), "
@@ -409,6 +403,13 @@ def load_config(name_or_path: str | os.PathLike, *, mode: str | None = None, see
 
     path, raw = resolve(name_or_path, mode=mode, seeds=seeds)
     try:
-        return SimConfig.from_dict(raw)
+        config = SimConfig.from_dict(raw)  # a wrong value is named first
+        missing = [k for k in REQUIRED if k not in raw]
+        if missing:  # an empty or description-only file would silently run the defaults
+            raise ValueError(
+                f"the config does not say what to run: missing {', '.join(missing)} (e.g. "
+                f"methods = [\"gd\", \"one_sam\"], rhos = [0.0, 0.5]); for the default sweep, ask for it: "
+                f"`linsam simulate --default-sweep` or load_config(\"default\")")
+        return config
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from None

@@ -172,3 +172,21 @@ def test_claims_table_columns_never_run_together():
     assert "not comparable  no" in lines[1] and "not run here    yes" in lines[2], table
     starts = {ln.index("m C") for ln in lines[1:]}
     assert len(starts) == 1 and lines[0].index("measured") in starts, table  # aligned columns
+
+
+def test_check_report_json_is_strict(tmp_path, capsys, monkeypatch):
+    """report.json of `linsam check --out` (C8 with a one-seed CPU proxy: undefined bounds) parses
+    with a strict parser."""
+    proxy = tmp_path / "proxy.json"
+    agg = {"schema": "linsam.cifar.results/1+seeds", "seeds": [0], "methods": {
+        m: {"peak_test_acc": p, "peak_test_acc_ci": {"mean": p, "lo": None, "hi": None, "n": 1},
+            "config": {}, "data": {}} for m, p in (("gd", 0.5), ("one_sam", 0.6))}}
+    proxy.write_text(json.dumps(agg))
+    from paper_checks import c8_cifar as c8
+
+    monkeypatch.setattr(c8, "CPU_PROXY_RESULTS", proxy)
+    out = tmp_path / "rep"
+    assert cli.main(["check", "C8", "--tiny", "-q", "--out", str(out)]) == 0
+    rep = strict_loads((out / "report.json").read_text())
+    assert "no interval: one seed" in rep["claims"][0]["measured"], rep["claims"][0]["measured"]
+    capsys.readouterr()

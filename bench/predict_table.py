@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from linsam._src.atomic import write_text_atomic
+from linsam._src.atomic import strict_json, write_text_atomic
 from linsam.theory import predict_curves
 from linsam.data import MixtureSpec, NoiseSpec
 from linsam.simulate import SimConfig, simulate
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
         out["cost"] = cost_ratio()
         print(f"cost ratio: {out['cost']}", flush=True)
     print(table(rows))
-    write_text_atomic(args.out, json.dumps(out, indent=1))
+    write_text_atomic(args.out, strict_json(out, indent=1))  # strict JSON: a non-finite number is null
     return 0
 
 

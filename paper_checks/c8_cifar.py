@@ -17,8 +17,11 @@ Verdicts besides holds/fails:
 
 - no ``--cifar-results``, or a file without both methods: "not run here" (never "holds");
 - a file that was named but is missing or cannot be read (not a file, no permission, not
-  UTF-8, not JSON, not a results object): an error, never a verdict on the claim. The result
-  says ``error: ...`` and is marked must-hold, so ``linsam check``/``reproduce`` exit 1;
+  UTF-8, not JSON) or does not follow the schema (:func:`validate_results`: e.g. no or an
+  empty ``methods`` table, a peak that is not a fraction): malformed input, never a verdict on
+  the claim. ``linsam check``/``reproduce`` refuse it before any work (exit status 2, one line,
+  :func:`load_results`); called from Python, the result says ``error: ...`` and is marked
+  must-hold;
 - no ``--cifar-results``: C8 still reports the CPU proxy shipped with the repository
   (:data:`CPU_PROXY_RESULTS`, ``results/cifar_cpu/results.json``: ``linsam cifar --preset cpu``,
   an MLP on 10,000 images, three seeds, peak accuracies with paired 95% intervals) beside
@@ -101,7 +104,82 @@ def read_results_file(path) -> dict:
 
 
 def _pct(v) -> str:
-    return f"{100 * v:.1f}"
+    return "n/a" if _num(v) is None else f"{100 * v:.1f}"
+
+
+#: The results schemas C8 reads (``schema`` of `linsam cifar`'s aggregate file; absent in hand-made files).
+SCHEMA_PREFIX = "linsam.cifar.results/"
+
+
+def _fail(source, what: str):
+    raise ValueError(f"--cifar-results {source}: {what}; expected the aggregate results.json of `linsam cifar` "
+                     f"(docs/cifar.md)")
+
+
+def validate_results(data, source: str = "") -> None:
+    """Check a results object against the schema C8 reads (docs/cifar.md); ``ValueError`` naming
+    the first field that is wrong. Malformed input, never a verdict on the claim.
+
+    - ``schema``, if present: a string starting with :data:`SCHEMA_PREFIX`;
+    - ``methods``: a non-empty object whose keys are the library's method names (or the legacy
+      keys of :data:`LEGACY_METHOD_KEYS`) and whose values are objects;
+    - per method: ``peak_test_acc`` null or a number in [0, 1]; ``peak_epoch`` and
+      ``completed_epochs`` null or numbers >= 0; ``status`` null or a string; ``config``,
+      ``data``, ``peak_test_acc_ci`` and ``gain_over_gd`` null or objects, the intervals with
+      ``mean``/``lo``/``hi`` null (undefined, e.g. one seed) or numbers;
+    - ``comparable``, if present: true or false.
+    """
+    from linsam.rules import METHODS
+
+    if not isinstance(data, dict):
+        _fail(source, f"a JSON {type(data).__name__}, not a results object")
+    schema = data.get("schema")
+    if "methods" not in data:
+        if "method" in data and "summary" in data:
+            _fail(source, f"holds one method's results ({data.get('method')!r}); C8 needs the aggregate file with "
+                          f"{BASE} (SGD) and {SAM}")
+        _fail(source, f"no 'methods' table (schema {schema!r})")
+    if schema is not None and not (isinstance(schema, str) and schema.startswith(SCHEMA_PREFIX)):
+        _fail(source, f"schema {schema!r} is not a `linsam cifar` results schema ({SCHEMA_PREFIX}...)")
+    table = data["methods"]
+    if not isinstance(table, dict):
+        _fail(source, f"'methods' is a JSON {type(table).__name__}, not an object")
+    if not table:
+        _fail(source, f"'methods' is empty (no method was run; C8 needs {BASE} (SGD) and {SAM})")
+    if "comparable" in data and not isinstance(data["comparable"], bool) and data["comparable"] is not None:
+        _fail(source, f"comparable is {data['comparable']!r}, not true or false")
+    allowed = set(METHODS) | set(LEGACY_METHOD_KEYS)
+    for name, r in table.items():
+        if name not in allowed:
+            _fail(source, f"methods.{name}: not a method name (allowed: {', '.join(METHODS)})")
+        if not isinstance(r, dict):
+            _fail(source, f"methods.{name} is not an object")
+        peak = r.get("peak_test_acc")
+        if peak is not None and (_num(peak) is None or not math.isfinite(peak) or not 0 <= peak <= 1):
+            _fail(source, f"methods.{name}.peak_test_acc is {peak!r}, not a number in [0, 1] (a fraction)")
+        for key in ("peak_epoch", "completed_epochs"):
+            v = r.get(key)
+            if v is not None and (_num(v) is None or not math.isfinite(v) or v < 0):
+                _fail(source, f"methods.{name}.{key} is {v!r}, not a number >= 0")
+        if r.get("status") is not None and not isinstance(r["status"], str):
+            _fail(source, f"methods.{name}.status is {r['status']!r}, not a string")
+        for key in ("config", "data", "peak_test_acc_ci", "gain_over_gd"):
+            if r.get(key) is not None and not isinstance(r[key], dict):
+                _fail(source, f"methods.{name}.{key} is not an object")
+        for key in ("peak_test_acc_ci", "gain_over_gd"):
+            for bound in ("mean", "lo", "hi"):
+                v = (r.get(key) or {}).get(bound)
+                if v is not None and _num(v) is None:
+                    _fail(source, f"methods.{name}.{key}.{bound} is {v!r}, not a number or null")
+
+
+def load_results(path) -> dict:
+    """Read and validate a results file (:func:`read_results_file`, :func:`validate_results`):
+    the command line calls it before any work, so a malformed file is an input error (exit
+    status 2, one line), never a claim that fails."""
+    data = read_results_file(path)
+    validate_results(data, str(path))
+    return data
 
 
 def proxy_summary(data: dict, source: str = "") -> str | None:
@@ -116,9 +194,9 @@ def proxy_summary(data: dict, source: str = "") -> str | None:
         ci, g = r.get("peak_test_acc_ci") or {}, r.get("gain_over_gd")
         if _num(ci.get("mean")) is None:
             continue
-        text = f"{NAMES.get(name, name)} {_pct(ci['mean'])}% [{_pct(ci['lo'])}, {_pct(ci['hi'])}]"
+        text = f"{NAMES.get(name, name)} {_pct(ci['mean'])}% {_bounds(ci, _pct)}"
         if g and _num(g.get("mean")) is not None:
-            text += f" (vs SGD {100 * g['mean']:+.1f} pp [{100 * g['lo']:+.1f}, {100 * g['hi']:+.1f}])"
+            text += f" (vs SGD {100 * g['mean']:+.1f} pp {_bounds(g, lambda v: f'{100 * v:+.1f}')})"
         parts.append(text)
     first = next(iter(ms.values()), {})
     conf, info, model = first.get("config") or {}, first.get("data") or {}, first.get("model") or {}
@@ -134,6 +212,15 @@ def proxy_summary(data: dict, source: str = "") -> str | None:
             f"{conf.get('noise_kind')} noise {conf.get('noise_rate')}, {conf.get('epochs')} epochs, rho "
             f"{conf.get('rho')}, {n_seeds} seeds; not ResNet-18, not the paper's setting; {source}): peak test "
             f"accuracy, mean [95% CI over seeds]: {'; '.join(parts)}{sgd_fell}")
+
+
+def _bounds(ci: dict, fmt) -> str:
+    """``[lo, hi]``, or why there is none (a bound is null in strict JSON where it is undefined:
+    one seed gives no interval)."""
+    lo, hi = ci.get("lo"), ci.get("hi")
+    if _num(lo) is None or _num(hi) is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return "[no interval: one seed]" if ci.get("n") == 1 else "[no interval]"
+    return f"[{fmt(lo)}, {fmt(hi)}]"
 
 
 def measure(ctx, cfg: dict) -> dict:
@@ -172,16 +259,8 @@ def _num(v):
 def read_results(data: dict, source: str = "") -> dict:
     """The numbers C8 needs from a results JSON (aggregate, or a single method's file).
 
-    ``ValueError`` when the object is not a results file C8 can read (no method table, a
-    method that is not an object, a peak that is not a number)."""
-    if "methods" not in data:
-        if "method" in data and "summary" in data:  # one method's results.json
-            return dict(available=False, reason=f"{source} holds one method ({data['method']}); C8 needs the "
-                                                f"aggregate file with {BASE} (SGD) and {SAM}")
-        raise ValueError(f"--cifar-results {source}: no 'methods' table (schema {data.get('schema')!r}); "
-                         f"expected the aggregate results.json of `linsam cifar`")
-    if not isinstance(data["methods"], dict):
-        raise ValueError(f"--cifar-results {source}: 'methods' is not an object")
+    ``ValueError`` when the object does not follow the schema (:func:`validate_results`)."""
+    validate_results(data, source)
     methods = {}
     table = data["methods"]
     for old, new in LEGACY_METHOD_KEYS.items():  # an old file: its keys mapped (a new key wins, the old dropped)
@@ -193,8 +272,6 @@ def read_results(data: dict, source: str = "") -> dict:
         conf = r.get("config") or {}
         data_info = r.get("data") or {}
         peak = r.get("peak_test_acc")
-        if peak is not None and (_num(peak) is None or not math.isfinite(peak)):
-            raise ValueError(f"--cifar-results {source}: methods.{name}.peak_test_acc is {peak!r}, not a number")
         methods[name] = dict(peak=peak, epoch=r.get("peak_epoch"), epochs_done=r.get("completed_epochs"),
                              epochs=conf.get("epochs"), status=r.get("status"), noise_rate=conf.get("noise_rate"),
                              noise_kind=conf.get("noise_kind"), rho=conf.get("rho"), preset=r.get("preset"),

@@ -19,7 +19,7 @@ import linsam
 from linsam._src.atomic import write_text_atomic
 from reproduction._result import FAILS, HOLDS, NOT_COMPARABLE, NOT_RUN, ClaimResult, _jsonable
 
-__all__ = ["Run", "write_atomic", "claims_table", "render_markdown", "write_report"]
+__all__ = ["Run", "write_atomic", "claims_table", "claims_text_table", "render_markdown", "write_report"]
 
 
 @dataclasses.dataclass
@@ -82,6 +82,21 @@ def claims_table(claims: list[ClaimResult]) -> str:
         lines.append("| " + " | ".join(_cell(x) for x in (
             f"**{c.id}** {c.claim}", c.where, c.regime, c.expected, c.measured + _ci_text(c), _verdict(c))) + " |")
     return "\n".join(lines)
+
+
+def claims_text_table(claims: list[ClaimResult], measured_width: int | None = None) -> str:
+    """The claims as a plain-text table for a terminal: columns sized to their longest entry and
+    separated by two spaces, so no two ever run together (a verdict "not comparable" and a
+    must-hold "no" stay apart); ``measured`` is cut at ``measured_width`` characters if given."""
+    head = ("claim", "verdict", "must hold", "measured")
+    rows = [(c.id, c.verdict, "yes" if c.must_hold else "no", _cell(c.measured)) for c in claims]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(3)]
+
+    def line(r) -> str:
+        text = r[3] if measured_width is None or len(r[3]) <= measured_width else r[3][:measured_width - 3] + "..."
+        return "  ".join(x.ljust(w) for x, w in zip(r[:3], widths)) + "  " + text
+
+    return "\n".join(line(r).rstrip() for r in [head, *rows])
 
 
 def render_markdown(run: Run) -> str:

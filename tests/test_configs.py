@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -105,8 +106,15 @@ def test_rules_follow_the_mode():
         assert data.d == d and data.sigma == 1 / math.sqrt(d) and data.mean_norm == pytest.approx(1.5 * data.sigma)
 
 
-def _write(tmp_path, text, name="cfg.toml"):
+#: What every config must say (configs.REQUIRED); added at the top unless ``text`` sets it.
+_WHAT = {"methods": 'methods = ["gd"]', "rhos": "rhos = [0.0]"}
+
+
+def _write(tmp_path, text, name="cfg.toml", complete=False):
     p = tmp_path / name
+    if complete:
+        top = text.split("\n[", 1)[0]
+        text = "".join(f"{line}\n" for key, line in _WHAT.items() if not re.search(rf"^{key}\s*=", top, re.M)) + text
     p.write_text(text)
     return p
 
@@ -134,7 +142,7 @@ def test_a_name_cannot_leave_the_output_directory(tmp_path):
     for bad in ("../evil", "a/b", "..", ".hidden", ""):
         with pytest.raises(ValueError, match="name must be a plain file name"):
             configs.load_config(_write(tmp_path, f'name = "{bad}"\n'))
-    assert configs.load_config(_write(tmp_path, 'name = "ok-1.2_x"\n')).name == "ok-1.2_x"
+    assert configs.load_config(_write(tmp_path, 'name = "ok-1.2_x"\n', complete=True)).name == "ok-1.2_x"
 
 
 def test_rules_are_arithmetic_only(tmp_path):
@@ -150,7 +158,7 @@ def test_rules_are_arithmetic_only(tmp_path):
     whole = _write(tmp_path, 'n = "10*4"\nsteps = "n/3"\n')
     with pytest.raises(ValueError, match="steps.*not an integer"):
         configs.load_config(whole)
-    ok = configs.load_config(_write(tmp_path, 'n = "10*4"\nsteps = "n/4"\nrecord_every = 1\n'))
+    ok = configs.load_config(_write(tmp_path, 'n = "10*4"\nsteps = "n/4"\nrecord_every = 1\n', complete=True))
     assert (ok.n, ok.steps) == (40, 10) and isinstance(ok.n, int)
 
 

@@ -158,7 +158,7 @@ def test_minibatch_epochs_use_every_example_once():
 
 def test_save_load_roundtrip(tiny_logreg, tmp_path):
     out = tiny_logreg.save(tmp_path / "res")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "results.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "params.npz", "results.nc"]  # params kept
     back = sim.SweepResult.load(out)
     assert back.config == TINY and back.axes["method"] == list(TINY.methods)
     for k, v in tiny_logreg.metrics.items():
@@ -233,7 +233,7 @@ def test_cli_simulate_sgd_and_regimes(tmp_path):
     out = tmp_path / "res"
     for target in ("tiny_cli", "again"):
         assert cli.main(["simulate", "--config", str(cfg_path), "--out", str(out / target)]) == 0
-    assert (out / "tiny_cli" / "results.npz").exists()
+    assert (out / "tiny_cli" / "results.nc").exists()
     a, b = sim.SweepResult.load(out / "tiny_cli"), sim.SweepResult.load(out / "again")
     assert a.config.batch_size == 4
     np.testing.assert_array_equal(a.metrics["test_acc"], b.metrics["test_acc"])

@@ -17,6 +17,8 @@ before any work starts, leaving nothing behind.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import re
 import shutil
@@ -27,7 +29,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 __all__ = ["atomic_path", "write_atomic", "write_bytes_atomic", "write_text_atomic", "StagedDir",
-           "discard_pending", "check_writable_dir", "check_writable_file"]
+           "discard_pending", "check_writable_dir", "check_writable_file", "strict_json", "write_json_atomic",
+           "NULL_REASONS"]
 
 # Temporary files and staging directories of this process that are being written; removed by
 # discard_pending() when the process is stopped by a signal.
@@ -85,6 +88,59 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """UTF-8 text with '\\n' line endings, written atomically."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+#: Key added to a JSON object by :func:`strict_json` when it held a non-finite number.
+NULL_REASONS = "null_reasons"
+
+
+def _reason(key: str, value: float) -> str:
+    what = "NaN" if math.isnan(value) else ("+inf" if value > 0 else "-inf")
+    if math.isnan(value):
+        return f"{what}: undefined (e.g. no value to average, an empty group, or not measured)"
+    return (f"{what}: unbounded (e.g. a confidence bound from a single seed, where no interval exists, or a "
+            f"ratio whose denominator is 0)")
+
+
+def _strict(obj):
+    """``obj`` with numpy values as Python ones and every non-finite float as None; a dict
+    that held one gets :data:`NULL_REASONS` ``{key: why}``."""
+    if isinstance(obj, dict):
+        out, why = {}, {}
+        for k, v in obj.items():
+            k = str(k)
+            if type(v).__module__ == "numpy" and getattr(v, "ndim", 1) == 0:  # a numpy scalar
+                v = v.item()
+            if isinstance(v, float) and not math.isfinite(v):
+                out[k], why[k] = None, _reason(k, v)
+            else:
+                out[k] = _strict(v)
+        if why:
+            out[NULL_REASONS] = {**(out.get(NULL_REASONS) or {}), **why}
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if hasattr(obj, "tolist") and type(obj).__module__ == "numpy":  # numpy array or scalar
+        return _strict(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # in a list: the position says which; the containing object has no key for it
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
+
+
+def strict_json(obj, **kwargs) -> str:
+    """``obj`` as strict JSON (RFC 8259: no ``NaN``/``Infinity``, which strict parsers refuse):
+    a non-finite number becomes ``null`` and, inside an object, its key gets a reason in
+    ``null_reasons`` (e.g. ``{"lo": null, "hi": null, "null_reasons": {"lo": "-inf: unbounded
+    ..."}}``). numpy scalars and arrays become numbers and lists. ``kwargs`` go to
+    :func:`json.dumps` (``indent``, ``sort_keys``)."""
+    return json.dumps(_strict(obj), allow_nan=False, **kwargs)
+
+
+def write_json_atomic(path: str | os.PathLike, obj, *, indent: int | None = 1) -> None:
+    """``obj`` as strict JSON (:func:`strict_json`, a final newline), written atomically."""
+    write_text_atomic(path, strict_json(obj, indent=indent) + "\n")
 
 
 def discard_pending() -> list[str]:

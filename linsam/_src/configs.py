@@ -24,6 +24,10 @@ config's own number fields, e.g. ``sigma = "1/sqrt(d)"``, ``mean_norm = "2*sigma
 table first, then the top level), ``+ - * / **``, ``sqrt``, ``log``, ``exp`` and ``pi``, and
 nothing else (no ``eval``).
 
+**Required.** A run must set ``methods`` and ``rhos`` (:data:`REQUIRED`; from any of
+its tables or the file it extends): an empty or description-only file is refused, naming them,
+instead of silently running the defaults.
+
 **Names.** A run of file ``F`` is named ``F_<mode>``, ``F_<set>``, ``F_<variant>`` (the
 selections made, in that order) unless a selected table sets ``name``; a table picked only
 through a variant (``seeds = "report"``) does not lend its name. Every shipped run is listed by
@@ -52,6 +56,9 @@ from typing import Any
 __all__ = ["load_config", "shipped_configs", "configs_dir", "read_toml", "file_modes", "resolve"]
 
 RESERVED = ("modes", "seeds", "variants", "extends")
+#: What every config must set itself (after ``extends``, modes, seed sets and variants are
+#: applied): what it runs. The rest has defaults (:class:`~linsam.simulate.SimConfig`).
+REQUIRED = ("methods", "rhos")
 _NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 
@@ -396,6 +403,13 @@ def load_config(name_or_path: str | os.PathLike, *, mode: str | None = None, see
 
     path, raw = resolve(name_or_path, mode=mode, seeds=seeds)
     try:
-        return SimConfig.from_dict(raw)
+        config = SimConfig.from_dict(raw)  # a wrong value is named first
+        missing = [k for k in REQUIRED if k not in raw]
+        if missing:  # an empty or description-only file would silently run the defaults
+            raise ValueError(
+                f"the config does not say what to run: missing {', '.join(missing)} (e.g. "
+                f"methods = [\"gd\", \"one_sam\"], rhos = [0.0, 0.5]); for the default sweep, ask for it: "
+                f"`linsam simulate --default-sweep` or load_config(\"default\")")
+        return config
     except (TypeError, ValueError) as err:
         raise ValueError(f"{path}: {err}") from None

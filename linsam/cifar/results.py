@@ -28,11 +28,14 @@ def _atomic_write_bytes(path: Path, payload: bytes) -> None:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON through a temporary file and ``os.replace`` (never a half-written file). On
-    several hosts only process 0 writes (:func:`linsam._src.engine.shard.is_primary`)."""
+    """Write strict JSON (a non-finite number is null, with its reason: ``linsam._src.atomic.strict_json``)
+    through a temporary file and ``os.replace`` (never a half-written file). On several hosts only
+    process 0 writes (:func:`linsam._src.engine.shard.is_primary`)."""
     if not shard.is_primary():
         return
-    _atomic_write_bytes(Path(path), (json.dumps(obj, indent=1, allow_nan=True) + "\n").encode())
+    from linsam._src.atomic import strict_json
+
+    _atomic_write_bytes(Path(path), (strict_json(obj, indent=1) + "\n").encode())
 
 
 

@@ -17,8 +17,6 @@ Shared by the subcommands (see docs/reliability.md):
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import signal
 import sys
@@ -156,7 +154,10 @@ class StopOnSignal:
         os._exit(status)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser():
+    import argparse
+    import importlib
+
     parser = argparse.ArgumentParser(
         prog="linsam",
         description="Theory-verification toolkit for 'Why is SAM Robust to Label Noise?' "
@@ -179,12 +180,44 @@ def build_parser() -> argparse.ArgumentParser:
 ENGINE_COMMANDS = frozenset({"simulate", "reproduce", "regimes", "demo", "figures", "check", "bench"})
 
 
+#: Commands that handle SIGINT / SIGTERM themselves once their work starts (``cifar`` marks its
+#: results "interrupted" / "killed" to resume later): they take over with :func:`hand_over_signals`.
+SELF_SIGNALLED = frozenset({"cifar"})
+
+# The process-wide StopOnSignal that main() installs first of all (None outside main()).
+_EARLY: StopOnSignal | None = None
+
+
+def hand_over_signals() -> None:
+    """End the early signal handling of :func:`main` (the handlers from before it come back):
+    for a command that handles SIGINT / SIGTERM itself from here on. No-op outside main()."""
+    global _EARLY
+    if _EARLY is not None:
+        early, _EARLY = _EARLY, None
+        early.__exit__(None, None, None)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line. Signal handling (:class:`StopOnSignal`) is installed before anything
+    heavy is imported (argument parsing, NumPy, JAX), so a Ctrl-C at any moment after the
+    interpreter has started exits with 130 (SIGTERM 143) and one line, and writes nothing."""
+    global _EARLY
+    prog = "linsam" + next((f" {a}" for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), "")
+    early = StopOnSignal(prog, note="stopped before any result was written")
+    _EARLY = early.__enter__()
+    try:
+        return _main(argv, early)
+    finally:
+        hand_over_signals()
+
+
+def _main(argv: list[str] | None, early: StopOnSignal) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
+    early.prog, early.note = f"linsam {args.command}", ""
     if args.command in ENGINE_COMMANDS:
         from linsam._src.engine.shard import use_cpu_cores
 

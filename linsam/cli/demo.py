@@ -1,19 +1,21 @@
-"""``linsam demo``: 1-SAM versus GD per-example weights on a small noisy problem (Lemma 3.1)."""
+"""``linsam demo``: 1-SAM versus GD per-example weights on a small noisy problem (Lemma 3.1).
+
+JAX is imported when the command runs, not when the parser is built (``linsam --help`` and the
+early signal handling of :func:`linsam.cli.main` stay light)."""
 
 from __future__ import annotations
 
 import argparse
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from linsam import logreg, rules
-from linsam._src import validate
-
 
 def demo_problem(seed: int = 0, n: int = 12, d: int = 5, noise: float = 0.25):
     """A small linearly separable Gaussian problem with a fraction of labels flipped."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from linsam._src import validate
+
     validate.check_noise_rate(noise, "noise")
     key = jax.random.PRNGKey(seed)
     k_x, k_w, k_flip = jax.random.split(key, 3)
@@ -28,6 +30,10 @@ def demo_problem(seed: int = 0, n: int = 12, d: int = 5, noise: float = 0.25):
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from linsam import logreg, rules
+
     rules.OneSAM(args.rho)  # the method value checks rho once (ValueError naming rho)
     w, X, t, noisy = demo_problem(args.seed)
     z = logreg.margins(w, X, t)

@@ -73,10 +73,9 @@ def _ids(names: list[str] | None, known: dict, what: str) -> list[str]:
 
 
 def _print_table(claims) -> None:
-    w = max((len(c.measured) for c in claims), default=0)
-    print(f"\n{'claim':<6}{'verdict':<14}{'must':<6}measured")
-    for c in claims:
-        print(f"{c.id:<6}{c.verdict:<14}{'yes' if c.must_hold else 'no':<6}{c.measured[:max(w, 40)]}")
+    from reproduction.report import claims_text_table
+
+    print("\n" + claims_text_table(claims))
 
 
 def _run_claims(ids, ctx, say, errors, results):
@@ -121,10 +120,10 @@ def _run_figures(ids, ctx, out_dir, say, errors):
 def _context(args, ids, say):
     from paper_checks import Context
 
-    if getattr(args, "cifar_results", None) is not None:  # a named file must be readable: refuse before any work
-        from paper_checks.c8_cifar import read_results_file
+    if getattr(args, "cifar_results", None) is not None:  # a named file must be readable and follow the schema:
+        from paper_checks.c8_cifar import load_results  # refuse it before any work (input error, exit status 2)
 
-        read_results_file(args.cifar_results)
+        load_results(args.cifar_results)
 
     return Context(mode=_mode(args), seed=args.seed, cifar_results=getattr(args, "cifar_results", None),
                    config_files=_config_files(args.config, ids), progress=say)

@@ -25,7 +25,8 @@ def register(subparsers) -> None:
         "simulate",
         help="run a training sweep (methods x rho x seeds) from a TOML config and save it",
         description="Run a sweep from a TOML config (a path, or the name of a shipped config in "
-        "linsam/configs/) and save results.npz + config.json.",
+        "linsam/configs/) and save results.nc (netCDF: xarray.open_dataset opens it) + config.json. "
+        "A config must set model, methods and rhos; --default-sweep runs the default sweep.",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", help="TOML file, or the name of a shipped config (e.g. 'default')")
@@ -90,7 +91,7 @@ def _simulate(args) -> int:
         if is_primary():
             res.save(out)
     _print_summary(res)
-    print(f"saved {out}/results.npz and config.json ({res.elapsed_s:.1f} s)")
+    print(f"saved {out}/results.nc and config.json ({res.elapsed_s:.1f} s)")
     return 0
 
 
@@ -106,14 +107,18 @@ def _print_summary(res) -> None:
     from linsam.stats import mean_ci
 
     es = early_stopping(res.axes["step"], res.metrics["test_acc"])
-    print(f"{res.config.name}: peak test accuracy (%), mean [95% CI] over {len(res.axes['seed'])} seeds")
+    n_seeds = len(res.axes["seed"])
+    print(f"{res.config.name}: peak test accuracy in % (100 x test_acc, which the files hold as a fraction), "
+          f"mean [95% CI] over {n_seeds} seed{'s' if n_seeds != 1 else ''}")
     free = ("gd",) if res.config.lam_scale_by_rho else ("gd", "jreg_fixed")
     for mi, m in enumerate(res.axes["method"]):
         for ri, rho in enumerate(res.axes["rho"]):
             if m in free and ri > 0:  # trained once per seed; the same numbers at every rho
                 continue
             ci = mean_ci(es.peak_acc[mi, ri])
-            print(f"  {m:10s} rho={rho:<8g} {100 * ci.mean:6.2f} [{100 * ci.lo:6.2f}, {100 * ci.hi:6.2f}]  "
+            interval = (f"[{100 * ci.lo:6.2f}, {100 * ci.hi:6.2f}]" if np.isfinite(ci.lo) and np.isfinite(ci.hi)
+                        else "[no CI: one seed]" if ci.n == 1 else "[no CI]")
+            print(f"  {m:10s} rho={rho:<8g} {100 * ci.mean:6.2f} {interval}  "
                   f"median peak step {np.median(es.peak_step[mi, ri]):.0f}")
 
 
@@ -158,7 +163,11 @@ def _regimes_run(args, results: Path) -> int:
         print(f"linsam regimes: no saved results under {results} (use --run)", file=sys.stderr)
         return 2
     cmd = "linsam regimes --run --results {} --out {}".format(args.results, args.out)
-    regimes.write_report(results, args.out, command=cmd)
+    try:  # a broken saved sweep (missing, truncated, mixed or edited files): one line, exit status 2
+        regimes.write_report(results, args.out, command=cmd)
+    except ValueError as err:
+        print(f"linsam regimes: error: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}")
     return 0
 

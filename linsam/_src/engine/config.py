@@ -2,7 +2,8 @@ r"""The sweep config (:class:`SimConfig`), and what the engine builds from it: t
 value and the method values (names exist only here, at the edge).
 
 A config is static and hashable (a TOML file's content); :meth:`SimConfig.validate` refuses
-a config that cannot be right, naming the field, before any work.
+a config that cannot be right, naming the field, when it is built (``SimConfig(lr=-1)``
+raises), before any work.
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ class SimConfig:
             d["rhos"] = tuple(float(r) for r in d["rhos"])
         if isinstance(d.get("knob_scale"), Mapping):
             d["knob_scale"] = tuple(sorted((str(k), float(v)) for k, v in d["knob_scale"].items()))
-        return cls(data=data, noise=noise, meta=meta, **d).validate()
+        return cls(data=data, noise=noise, meta=meta, **d)  # validated when built (__post_init__)
 
     def to_dict(self) -> dict:
         """JSON/TOML-shaped mapping (inverse of :meth:`from_dict`)."""
@@ -164,8 +165,12 @@ class SimConfig:
         out["knob_scale"] = dict(self.knob_scale)
         return out
 
+    def __post_init__(self) -> None:
+        self.validate()  # a config that cannot be right is refused when it is built, naming the field
+
     def replace(self, **changes) -> "SimConfig":
-        return dataclasses.replace(self, **changes).validate()
+        """A copy with ``changes`` (validated like any new config)."""
+        return dataclasses.replace(self, **changes)
 
     @property
     def meta_dict(self) -> dict:

@@ -43,12 +43,13 @@ def _same(got, want, where):
 #: extending the first, and the `controls` variants that report iso_rand / iso_zero.
 ISSUE11_RUNS = {"aniso_power_select", "aniso_power_report", "aniso_spiked_select", "aniso_spiked_report",
                 "hetero_norm_select", "hetero_norm_report", "iso_rand_report", "iso_zero_report"}
+#: (issue 19: the DLN regime's meta gained blowup_norm.)
 #: Runs whose settings issue 11 changed on purpose (controls added, iso_rand's grid extended past
 #: its old edge rho* = 12, shorter runs: every peak is before step 300), by the fields it changed.
 ISSUE11_CHANGED = {"iso_rand_select": {"methods", "rhos", "steps", "knob_scale"},
                    "iso_zero_select": {"methods", "rhos", "steps", "knob_scale"},
-                   "dln_select": {"methods", "knob_scale"}, "dln": {"methods", "knob_scale"},
-                   "dln_smalllr": {"knob_scale"}, "iso_rand_biglr": {"steps", "knob_scale"},
+                   "dln_select": {"methods", "knob_scale", "meta"}, "dln": {"methods", "knob_scale", "meta"},
+                   "dln_smalllr": {"knob_scale", "meta"}, "iso_rand_biglr": {"steps", "knob_scale"},
                    "default": {"knob_scale", "meta"}, "iso_zero": {"knob_scale", "meta", "steps"},
                    **{f"struct_{k}": {"rhos", "steps", "knob_scale", "meta"}
                       for k in ("bernoulli", "boundary", "class_conditional", "subgroup")}}
@@ -56,7 +57,7 @@ ISSUE11_CHANGED = {"iso_rand_select": {"methods", "rhos", "steps", "knob_scale"}
 NEW_DATA_FIELDS = {"num_spikes": 1, "spike": 1.0, "norm_ratio": 1.0, "norm_frac": 0.0}
 #: top-level fields issue 12 added (the MLP's second width, the held-out test sample), and issue 11
 #: the softmax model's class count, at their defaults.
-NEW_TOP_FIELDS = {"hidden2": 0, "test_size": 10000, "num_classes": 2}
+NEW_TOP_FIELDS = {"hidden2": 0, "test_size": 10000, "num_classes": 2, "val_size": 0}  # + issue 19's validation split
 
 
 def test_toml_files_and_every_old_run_is_shipped():
@@ -195,6 +196,9 @@ def test_folded_settings_equal_the_old_files():
             if k in want:  # the old files named the mode's run; the folded ones name the file
                 assert got[k].endswith(f"@{mode}") and configs.load_config(got[k]).name == want[k], key
                 got[k] = want[k]
+        if (kind, ident) == ("checks", "C7"):  # issue 19: validation-selected stopping, not the oracle peak
+            assert got["statistic"] == "selected" and want["statistic"] == "peak", key
+            got["statistic"] = want["statistic"]
         if kind == "figures" and ident in ("F2", "F3"):
             got.pop("predict", None)  # added later (issue 13: the a-priori prediction drawn over the bands)
         if kind == "reproduce":  # issue 12 inserted claim C6-MLP right after C6

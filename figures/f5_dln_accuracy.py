@@ -22,9 +22,9 @@ def compute(ctx, cfg: dict) -> dict:
     rho = float(cfg["rho"])
     j = res.index("rho", rho)
     acc = np.asarray(res.metrics["test_acc"])[:, j]  # (method, seed, T)
-    methods = [m for m in cfg.get("methods", res.axes["method"]) if m in res.axes["method"]]
+    methods = [m for m in cfg.get("methods", res.axes["rule"]) if m in res.axes["rule"]]
     return dict(steps=np.asarray(res.axes["step"]), rho=rho, methods=methods, bayes=res.bayes_acc,
-                acc={m: acc[res.index("method", m)] for m in methods}, seeds=res.config.num_seeds)
+                acc={m: acc[res.index("rule", m)] for m in methods}, seeds=res.config.num_seeds)
 
 
 def _peak(steps, Y):

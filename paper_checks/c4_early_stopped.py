@@ -35,7 +35,7 @@ SPEC = ClaimSpec(
 def gains(res) -> dict:
     """Per-rho paired peak-accuracy gains of 1-SAM over GD: ``{rho: [per-seed gain]}`` plus peak steps."""
     pk, step = peak(res, "test_acc")
-    gd, sam = res.index("method", "gd"), res.index("method", "one_sam")
+    gd, sam = res.index("rule", "gd"), res.index("rule", "one_sam")
     out = {}
     for j, rho in enumerate(res.axes["rho"]):
         out[f"{float(rho):g}"] = dict(

@@ -54,9 +54,9 @@ def method_gains(res, rho: float, statistic: str) -> dict:
     else:
         raise ValueError(f"statistic must be 'peak' or 'final', got {statistic!r}")
     j = res.index("rho", rho)
-    base = acc[res.index("method", "gd"), j]
+    base = acc[res.index("rule", "gd"), j]
     out = {}
-    for i, meth in enumerate(res.axes["method"]):
+    for i, meth in enumerate(res.axes["rule"]):
         out[meth] = dict(acc=acc[i, j].tolist(), gain=(acc[i, j] - base).tolist(),
                          step=None if step is None else step[i, j].tolist())
     return out
@@ -65,7 +65,7 @@ def method_gains(res, rho: float, statistic: str) -> dict:
 def select_rho(sel, method: str = "one_sam", statistic: str = "peak") -> float:
     """The grid value with the largest mean paired gain of ``method`` over ``gd`` on ``sel``."""
     acc = peak(sel, "test_acc")[0] if statistic == "peak" else at_step(sel, "test_acc", "final")
-    gain = np.nanmean(acc[sel.index("method", method)] - acc[sel.index("method", "gd")], axis=-1)
+    gain = np.nanmean(acc[sel.index("rule", method)] - acc[sel.index("rule", "gd")], axis=-1)
     return float(sel.axes["rho"][int(np.nanargmax(gain))])
 
 

@@ -45,8 +45,8 @@ def measure(ctx, cfg: dict) -> dict:
     j = res.index("rho", rho)
     acc = np.asarray(res.metrics["test_acc"])
     ident = None
-    if "jreg" in res.axes["method"] and "jsam" in res.axes["method"]:
-        ident = float(np.max(np.abs(acc[res.index("method", "jreg"), j] - acc[res.index("method", "jsam"), j])))
+    if "jreg" in res.axes["rule"] and "jsam" in res.axes["rule"]:
+        ident = float(np.max(np.abs(acc[res.index("rule", "jreg"), j] - acc[res.index("rule", "jsam"), j])))
     return dict(rho=rho, gains=g, statistic=cfg.get("statistic", "peak"), lam_last=c.lam_last, lam_act=c.lam_act,
                 jreg_vs_jsam_max_acc_diff=ident,
                 regime=regime_text(res, f"rho = {rho:g}; jreg_fixed lam_last = {c.lam_last:g}, lam_act = {c.lam_act:g}"))

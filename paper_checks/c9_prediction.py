@@ -51,9 +51,9 @@ def measure(ctx, cfg: dict) -> dict:
     if rho not in [float(r) for r in res.axes["rho"]]:
         raise ValueError(f"headline_rho {rho:g} is not on the sweep's rho grid {list(res.axes['rho'])}")
     j = [float(r) for r in res.axes["rho"]].index(rho)
-    gd, sam = res.index("method", "gd"), res.index("method", "one_sam")
-    pk, _ = peak(res, "test_acc")  # (method, rho, seed)
-    curves = np.asarray(res.metrics["test_acc"], float)  # (method, rho, seed, step)
+    gd, sam = res.index("rule", "gd"), res.index("rule", "one_sam")
+    pk, _ = peak(res, "test_acc")  # (rule, rho, seed)
+    curves = np.asarray(res.metrics["test_acc"], float)  # (rule, rho, seed, step)
     mean_gd, mean_sam = curves[gd, j].mean(0), curves[sam, j].mean(0)
     return dict(
         headline_rho=rho, predict_seconds=t_pred, predict_options=opts,

@@ -73,7 +73,7 @@ def tuned_rho(sel, m: str, baseline: str = "gd") -> tuple[float, str | None]:
     if not trains_with_rho(sel.config, m):
         return float(rhos[0]), None
     pk, _ = peak(sel)
-    mi, bi = sel.axes["method"].index(m), sel.axes["method"].index(baseline)
+    mi, bi = sel.axes["rule"].index(m), sel.axes["rule"].index(baseline)
     gain = np.nanmean(pk[mi] - pk[bi], axis=-1)
     j = int(np.nanargmax(gain))
     edge = None if len(rhos) < 2 else ("low" if j == 0 else "high" if j == len(rhos) - 1 else None)
@@ -90,9 +90,9 @@ def compare(sel, rep, *, treatment: str = "one_sam", baseline: str = "gd", contr
     overlap = set(np.asarray(sel.axes["seed"]).tolist()) & set(np.asarray(rep.axes["seed"]).tolist())
     if overlap:
         raise ValueError(f"report sweep {rep.config.name} reuses selection seeds {sorted(overlap)[:5]}")
-    methods = list(rep.axes["method"])
+    methods = list(rep.axes["rule"])
     for m in (treatment, baseline):
-        if m not in methods or m not in sel.axes["method"]:
+        if m not in methods or m not in sel.axes["rule"]:
             raise ValueError(f"{rep.config.name}: the comparison needs method {m!r} in both sweeps")
     if controls is None:
         controls = [m for m in methods if m in CONTROL_METHODS]
@@ -107,7 +107,7 @@ def compare(sel, rep, *, treatment: str = "one_sam", baseline: str = "gd", contr
                              f"the report grid {list(rep.axes['rho'])}")
         mi, ri = methods.index(m), rep.index("rho", rho)
         rj = rep.index("rho", t_rho) if trains_with_rho(rep.config, m) else ri
-        si = sel.axes["method"].index(m)
+        si = sel.axes["rule"].index(m)
         out[m] = dict(rho=rho, edge=edge, knob=knob_text(rep.config, m), peak=rpk[mi, ri].tolist(),
                       peak_step=float(np.median(rstep[mi, ri])), peak_matched=rpk[mi, rj].tolist(),
                       select_mean=float(np.mean(spk[si, sel.index("rho", rho)])))

@@ -49,7 +49,7 @@ def load_results(results_dir: str | os.PathLike) -> dict[str, SweepResult]:
 
 
 def peaks(res: SweepResult) -> np.ndarray:
-    """Peak test accuracy of every run, shape (method, rho, seed)."""
+    """Peak test accuracy of every run, shape (rule, rho, seed)."""
     return early_stopping(res.axes["step"], res.metrics["test_acc"]).peak_acc
 
 
@@ -69,7 +69,7 @@ def _fmt_ci(ci, pct=True, signed=False):
 def select_rho(res: SweepResult, method: str, baseline: str = "gd") -> float:
     """Radius with the largest mean paired peak-accuracy gain of ``method`` over ``baseline``."""
     pk = peaks(res)
-    mi, bi = res.axes["method"].index(method), res.axes["method"].index(baseline)
+    mi, bi = res.axes["rule"].index(method), res.axes["rule"].index(baseline)
     gain = np.nanmean(pk[mi] - pk[bi], axis=-1)  # (rho,)
     return float(res.axes["rho"][int(np.nanargmax(gain))])
 
@@ -172,7 +172,7 @@ def _linear_section(regime, g, lines, headline):
             rho = float(meta["rho"])
             how = "fixed in the config"
         pk = peaks(rep)
-        bi, ti, ri = rep.axes["method"].index(base), rep.axes["method"].index(treat), rep.index("rho", rho)
+        bi, ti, ri = rep.axes["rule"].index(base), rep.axes["rule"].index(treat), rep.index("rho", rho)
         b, t = pk[bi, ri], pk[ti, ri]
         gain = mean_ci(t - b)
         verdict = "yes" if gain.excludes_zero and gain.mean > 0 else ("no (worse)" if gain.excludes_zero else "no")
@@ -225,13 +225,13 @@ def _linear_section(regime, g, lines, headline):
 
 def _rho_free(res):
     """Methods whose trajectory does not depend on rho in this sweep."""
-    return tuple(m for m in res.axes["method"] if not trains_with_rho(res.config, m))
+    return tuple(m for m in res.axes["rule"] if not trains_with_rho(res.config, m))
 
 
 def _comparison(sel, rep):
     """The control comparison of a regime (:func:`reproduction.controls.compare`), or None
     without a selection run or without controls."""
-    if sel is None or not any(m in ctl_cmp.CONTROL_METHODS for m in rep.axes["method"]):
+    if sel is None or not any(m in ctl_cmp.CONTROL_METHODS for m in rep.axes["rule"]):
         return None
     meta = rep.config.meta_dict
     return ctl_cmp.compare(sel, rep, treatment=meta.get("treatment", "one_sam"), baseline=meta.get("baseline", "gd"))
@@ -245,7 +245,7 @@ def _control_lines(ctl, lines):
     lines += ["| method | rho | peak (%) | peak step (median) |", "|---|---:|---:|---:|"]
     es = early_stopping(ctl.axes["step"], ctl.metrics["test_acc"])
     free = _rho_free(ctl)
-    for mi, m in enumerate(ctl.axes["method"]):
+    for mi, m in enumerate(ctl.axes["rule"]):
         for j, r in enumerate(ctl.axes["rho"]):
             if m in free and j > 0:
                 continue
@@ -258,7 +258,7 @@ def _control_lines(ctl, lines):
 def _lemma_lines(rep, base, treat, rho):
     """Lemma 3.1 reading: clean/noisy gradient-norm ratios along training, and the Figure 1 reading."""
     steps = rep.axes["step"]
-    bi, ti, ri = rep.axes["method"].index(base), rep.axes["method"].index(treat), rep.index("rho", rho)
+    bi, ti, ri = rep.axes["rule"].index(base), rep.axes["rule"].index(treat), rep.index("rho", rho)
     picks = [s for s in (1, 10, 100, 1000, steps[-1]) if s in set(steps.tolist())]
     cols = [int(np.flatnonzero(steps == s)[0]) for s in picks]
     out = [
@@ -306,7 +306,7 @@ def _dln_section(regime, g, lines, summary):
     for rep in g["report"]:
         meta = rep.config.meta_dict
         base = meta.get("baseline", "gd")
-        methods = rep.axes["method"]
+        methods = rep.axes["rule"]
         pk = peaks(rep)
         bi = methods.index(base)
         free = _rho_free(rep)
@@ -372,12 +372,12 @@ def _dln_section(regime, g, lines, summary):
             for mi, m in enumerate(methods)) + ".", ""]
         if sel is not None:
             spk = peaks(sel)
-            sb = spk[sel.axes["method"].index(base), 0]
+            sb = spk[sel.axes["rule"].index(base), 0]
             lines += [f"Selection curves (seeds {_seeds(sel)}): mean gain over {LABELS.get(base, base)} (points) "
                       "at every rho:", "",
                       "| method | " + " | ".join(f"{float(r):g}" for r in sel.axes["rho"]) + " |",
                       "|---|" + "---:|" * len(sel.axes["rho"])]
-            for mi, m in enumerate(sel.axes["method"]):
+            for mi, m in enumerate(sel.axes["rule"]):
                 if m == base:
                     continue
                 lines.append(f"| {LABELS.get(m, m)} | " + " | ".join(
@@ -405,7 +405,7 @@ def _structured_section(groups, structured, lines):
         _check_fresh(sel, rep)
         rho = select_rho(sel, treat, base)
         pk = peaks(rep)
-        bi, ti, ri = rep.axes["method"].index(base), rep.axes["method"].index(treat), rep.index("rho", rho)
+        bi, ti, ri = rep.axes["rule"].index(base), rep.axes["rule"].index(treat), rep.index("rho", rho)
         gain = mean_ci(pk[ti, ri] - pk[bi, ri])
         title = meta.get("title", rep.config.name) if "base_regime" in meta else (
             f"symmetric, exactly floor({rep.config.noise.rate} n) flips (the {base_regime} report run)")
@@ -430,7 +430,7 @@ def _linear_gain(g, rep):
     base, treat = meta.get("baseline", "gd"), meta.get("treatment", "one_sam")
     rho = select_rho(g["select"], treat, base) if g["select"] is not None else float(meta["rho"])
     pk = peaks(rep)
-    bi, ti, ri = rep.axes["method"].index(base), rep.axes["method"].index(treat), rep.index("rho", rho)
+    bi, ti, ri = rep.axes["rule"].index(base), rep.axes["rule"].index(treat), rep.index("rho", rho)
     return rho, mean_ci(pk[bi, ri]), mean_ci(pk[ti, ri]), mean_ci(pk[ti, ri] - pk[bi, ri])
 
 
@@ -466,7 +466,7 @@ def _summary(groups, by_table) -> list[str]:
                        "zero-init peak.")
     for regime, g in by_table.get("dln", []):
         for rep in g["report"]:
-            methods = rep.axes["method"]
+            methods = rep.axes["rule"]
             if "one_sam" not in methods:
                 continue
             free = _rho_free(rep)

@@ -196,11 +196,11 @@ def _fake_sweep(name, seeds, peaks_by_method, rhos, knob_scale=()):
     curve = np.stack([np.full_like(acc, 0.5), acc], axis=-1)
     cfg = SimConfig(name=name, methods=tuple(methods), rhos=tuple(rhos), num_seeds=len(seeds),
                     seed_offset=int(seeds[0]), knob_scale=knob_scale, meta=(("regime", "synthetic"),))
-    axes = dict(method=methods, rho=np.asarray(rhos, float), seed=np.asarray(seeds), step=np.array([0, 1]))
+    axes = dict(rule=methods, rho=np.asarray(rhos, float), seed=np.asarray(seeds), step=np.array([0, 1]))
 
     def index(axis, value):
         vals = list(axes[axis])
-        return vals.index(value) if axis == "method" else int(np.flatnonzero(np.isclose(axes[axis], value))[0])
+        return vals.index(value) if axis == "rule" else int(np.flatnonzero(np.isclose(axes[axis], value))[0])
 
     return SimpleNamespace(config=cfg, axes=axes, metrics={"test_acc": curve}, index=index)
 

@@ -326,7 +326,7 @@ def numpy_run(X, t, mask, w0, rho, lr, steps, record, mu, scale, metric_rhos, va
 def numpy_simulate(config) -> tuple[dict, list]:
     """The training of :func:`linsam.simulate.simulate` for logistic GD / 1-SAM, full batch, as a
     per-run NumPy loop on the same training sets and initial weights (GD once per seed, its
-    metrics at every rho, like the engine). Returns (metrics name -> ``(method, rho, seed, T)``,
+    metrics at every rho, like the engine). Returns (metrics name -> ``(rule, rho, seed, T)``,
     seconds of each run)."""
     from linsam import simulate as sim
 

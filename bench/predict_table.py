@@ -65,7 +65,7 @@ def row(cfg: SimConfig) -> dict:
         t0 = time.perf_counter()
         pred = predict_curves(cfg, method, rho)["test_acc"].astype(float)
         t_pred = time.perf_counter() - t0
-        per_seed = np.asarray(res.sel("test_acc", method=method, rho=rho), float)  # (seed, step)
+        per_seed = np.asarray(res.sel("test_acc", rule=method, rho=rho), float)  # (seed, step)
         meas = per_seed.mean(0)
         ci = mean_ci(per_seed.max(1))
         peaks[method] = (pred.max(), meas.max(), per_seed.max(1))

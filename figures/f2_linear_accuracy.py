@@ -27,7 +27,7 @@ _HALO = [pe.Stroke(linewidth=2.6, foreground="white", alpha=0.8), pe.Normal()]  
 
 def _panel_data(res, label, options):
     acc = np.asarray(res.metrics["test_acc"])
-    sam = res.index("method", "one_sam")
+    sam = res.index("rule", "one_sam")
     rhos = np.asarray(res.axes["rho"], float)
     pred = np.stack([np.asarray(predicted(res.config, "one_sam", float(r), options)["test_acc"], float) for r in rhos])
     from linsam import selection

@@ -56,7 +56,7 @@ def compute(ctx, cfg: dict) -> dict:
 
     res = ctx.sweep(cfg["sweep"], keep_params=True)
     X, t, mask = ctx.sweep_data(res)
-    sam = res.index("method", "one_sam")
+    sam = res.index("rule", "one_sam")
     steps = np.asarray(res.axes["step"])
     idx = [int(np.flatnonzero(steps == s)[0]) for s in cfg["marker_steps"] if np.any(steps == s)]
     rhos = np.asarray(res.axes["rho"], float)

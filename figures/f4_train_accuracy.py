@@ -42,7 +42,7 @@ def compute(ctx, cfg: dict) -> dict:
     steps = np.asarray(res.axes["step"])
     out = dict(steps=steps, rho=rho, seeds=res.config.num_seeds, methods={})
     for meth in ("gd", "one_sam"):
-        i = res.index("method", meth)
+        i = res.index("rule", meth)
         clean = np.asarray(res.metrics["train_acc_clean"])[i, j]
         noisy = np.asarray(res.metrics["train_acc_noisy"])[i, j]
         cs, ca = crossing(steps, noisy, clean)

@@ -27,8 +27,8 @@ def compute(ctx, cfg: dict) -> dict:
     res = ctx.sweep(cfg["sweep"])
     rho = float(cfg["rho"])
     j = res.index("rho", rho)
-    methods = [m for m in cfg.get("methods", res.axes["method"]) if m in res.axes["method"]]
-    vals = {metric: {m: np.asarray(res.metrics[metric])[res.index("method", m), j] for m in methods}
+    methods = [m for m in cfg.get("methods", res.axes["rule"]) if m in res.axes["rule"]]
+    vals = {metric: {m: np.asarray(res.metrics[metric])[res.index("rule", m), j] for m in methods}
             for metric, _, _ in PANELS}
     return dict(steps=np.asarray(res.axes["step"]), rho=rho, methods=methods, vals=vals, seeds=res.config.num_seeds)
 

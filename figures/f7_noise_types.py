@@ -33,7 +33,7 @@ def compute(ctx, cfg: dict) -> dict:
         cfg_t = base if noise == base.noise else base.replace(noise=noise, name=f"{base.name}_{name}")
         res = ctx.sweep(cfg_t, keep_params=cfg_t is base)
         pk, _ = peak(res, "test_acc")
-        g = pk[res.index("method", "one_sam")] - pk[res.index("method", "gd")]  # (rho, seed)
+        g = pk[res.index("rule", "one_sam")] - pk[res.index("rule", "gd")]  # (rho, seed)
         types.append(name)
         titles.append(title)
         gains.append(g)

@@ -78,7 +78,7 @@ def compute(ctx, cfg: dict) -> dict:
     for c in cfgs:
         res = ctx.sweep(c)
         for m in METHODS:
-            per_seed = np.asarray(res.sel("test_acc", method=m, rho=rho if m == "one_sam" else 0.0), float)
+            per_seed = np.asarray(res.sel("test_acc", rule=m, rho=rho if m == "one_sam" else 0.0), float)
             meas, pred = per_seed.mean(0), preds[(c, m)]
             if pred.shape != meas.shape:
                 raise ValueError(f"F9: prediction on {pred.shape[0]} steps, sweep {c.name} on {meas.shape[0]}")

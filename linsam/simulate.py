@@ -3,7 +3,7 @@
 ``simulate(config)`` trains methods x rhos x seeds of a :class:`SimConfig`, choosing per method
 the linear backend (GEMM / Gram matrix) where it applies and the generic ``lax.scan`` backend
 otherwise, with the seed axis sharded over every JAX device; results are a
-:class:`SweepResult` (``.ds``: an ``xarray.Dataset`` with dims method, rho, seed, step).
+:class:`SweepResult` (``.ds``: an ``xarray.Dataset`` with dims rule, rho, seed, step).
 """
 
 from linsam._src.simulate import (  # noqa: F401

@@ -43,7 +43,7 @@ SPEC = ClaimSpec(
 def measure(ctx, cfg: dict) -> dict:
     res = ctx.sweep(cfg["sweep"], keep_params=True)
     method = cfg.get("method", "one_sam")
-    mi = res.index("method", method)
+    mi = res.index("rule", method)
     rhos = np.asarray(res.axes["rho"], float)
     per_step = {}
     for k in cfg["steps"]:

@@ -40,12 +40,12 @@ def measure(ctx, cfg: dict) -> dict:
     rho = float(cfg["rho"])
     j = res.index("rho", rho)
     at = cfg.get("at", "final")
-    gd = res.index("method", "gd")
+    gd = res.index("rule", "gd")
     out = {}
     for metric in NORMS:
         vals = at_step(res, metric, at)
         out[metric] = {m: dict(value=vals[i, j].tolist(), log_ratio=np.log(vals[i, j] / vals[gd, j]).tolist())
-                       for i, m in enumerate(res.axes["method"])}
+                       for i, m in enumerate(res.axes["rule"])}
     step = int(res.axes["step"][-1]) if at == "final" else int(at)
     return dict(rho=rho, step=step, norms=out, methods=list(cfg.get("methods", ["one_sam", "jsam"])),
                 contrast=list(cfg.get("contrast", ["lsam"])), regime=regime_text(res, f"rho = {rho:g}, at step {step}"))

@@ -58,12 +58,12 @@ def measure(ctx, cfg: dict) -> dict:
     for label, ref in (cfg.get("sweeps") or {}).items():
         rho = c5.measure_model(ctx, ref, c5cfg)["rho"]
         res = ctx.sweep(ref, **_replace(c5cfg))
-        j, gd = res.index("rho", rho), res.index("method", "gd")
+        j, gd = res.index("rho", rho), res.index("rule", "gd")
         norms = {}
         for metric in NORMS:
             vals = at_step(res, metric, at)
             norms[metric] = {m: dict(value=vals[i, j].tolist(), log_ratio=np.log(vals[i, j] / vals[gd, j]).tolist())
-                             for i, m in enumerate(res.axes["method"])}
+                             for i, m in enumerate(res.axes["rule"])}
         step = int(res.axes["step"][-1]) if at == "final" else int(at)
         models[label] = dict(rho=rho, step=step, norms=norms,
                              regime=regime_text(res, f"1-SAM's rho* = {rho:g} (C5's selection), at step {step}"))

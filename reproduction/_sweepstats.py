@@ -8,7 +8,7 @@ __all__ = ["peak", "at_step", "regime_text", "rho_index"]
 
 
 def peak(res, metric: str = "test_acc"):
-    """Early-stopped (best over the record steps) value and its step: arrays ``(method, rho, seed)``
+    """Early-stopped (best over the record steps) value and its step: arrays ``(rule, rho, seed)``
     (:func:`linsam.theory.early_stopping`).
 
     The paper's "best test accuracy" is this oracle early stopping on the test curve; the
@@ -21,7 +21,7 @@ def peak(res, metric: str = "test_acc"):
 
 
 def at_step(res, metric: str, step: int | str = "final"):
-    """``metric`` at a record step (``"final"`` = the last), shape ``(method, rho, seed)``."""
+    """``metric`` at a record step (``"final"`` = the last), shape ``(rule, rho, seed)``."""
     arr = np.asarray(res.metrics[metric])
     if step == "final":
         return arr[..., -1]

@@ -87,7 +87,7 @@ def test_rho_free_methods_train_once_and_evaluate_every_rho(scan_logreg):
     for res in (logreg_result(), scan_logreg):
         p = res.params[0]  # gd: (rho, seed, T, d)
         assert np.array_equal(p[0], p[1]) and np.array_equal(p[0], p[2])
-        pen = res.sel("jsam_penalty", method="gd")
+        pen = res.sel("jsam_penalty", rule="gd")
         np.testing.assert_allclose(pen[2] / 1.5, pen[1] / 0.7, rtol=1e-12)  # rho * (a rho-free mean)
 
 
@@ -95,10 +95,10 @@ def test_xarray_dataset_view():
     res = logreg_result()
     ds = res.ds
     assert tuple(ds["test_acc"].dims) == sim.AXES
-    assert list(ds["method"].values) == list(TINY.methods)
-    # the dim is named "method", which is also sel's keyword for inexact matches: pass a dict
-    np.testing.assert_array_equal(ds["train_acc"].sel({"method": "one_sam", "rho": 0.7}).values,
-                                  res.sel("train_acc", method="one_sam", rho=0.7))
+    assert list(ds["rule"].values) == list(TINY.methods)
+    # the dim is named "rule": no clash with sel's own `method` keyword (inexact matches)
+    np.testing.assert_array_equal(ds["train_acc"].sel(rule="one_sam", rho=0.7).values,
+                                  res.sel("train_acc", rule="one_sam", rho=0.7))
     np.testing.assert_array_equal(ds["noise_rate"].values, res.noise_rate)
     assert json.loads(ds.attrs["config"])["name"] == TINY.name
 

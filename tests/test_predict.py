@@ -145,6 +145,6 @@ def test_matches_the_engine_small():
                data=MixtureSpec(d=400, mean_norm=2 / 20.0, sigma=1 / 20.0), noise=NoiseSpec("symmetric", 0.3))
     res = simulate(cfg)
     for method in ("gd", "one_sam"):
-        meas = np.asarray(res.sel("test_acc", method=method, rho=1.0)).mean(0)
+        meas = np.asarray(res.sel("test_acc", rule=method, rho=1.0)).mean(0)
         pred = predict_curves(cfg, method, 1.0)["test_acc"]
         assert np.max(np.abs(meas - pred)) < 0.03, method

@@ -51,16 +51,20 @@ def test_results_nc_opens_in_xarray_with_units_and_config(tmp_path):
     out = res.save(tmp_path / "r")
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "results.nc"]
     with xr.open_dataset(out / "results.nc") as ds:  # the default engine, as a user opens it
-        assert dict(ds.sizes) == {"method": 2, "rho": 3, "seed": 2, "step": 3}
+        assert dict(ds.sizes) == {"rule": 2, "rho": 3, "seed": 2, "step": 3}
         for name in [*ds.data_vars, *ds.coords]:
             assert ds[name].attrs.get("long_name") and ds[name].attrs.get("units"), name
         assert ds["test_acc"].attrs["units"] == "1" and "fraction" in ds["test_acc"].attrs["long_name"]
         assert sim.SimConfig.from_dict(json.loads(ds.attrs["config"])) == res.config
         assert ds.attrs["content_sha256"] == res.content_hash() and len(ds.attrs["run_id"]) == 32
-        np.testing.assert_array_equal(ds["test_acc"].sel({"method": "one_sam", "rho": 0.5}).values,
-                                      res.sel("test_acc", method="one_sam", rho=0.5))
+        # the first dim is "rule": xarray's own sel(method=...) keyword does not shadow it
+        np.testing.assert_array_equal(ds["test_acc"].sel(rule="one_sam", rho=0.5).values,
+                                      res.sel("test_acc", rule="one_sam", rho=0.5))
     back = sim.SweepResult.load(out)
-    assert back.config == res.config and back.axes["method"] == ["gd", "one_sam"]
+    assert back.config == res.config and back.axes["rule"] == ["gd", "one_sam"]
+    # the old axis name still reads (code written before the rename)
+    assert back.axes["method"] == ["gd", "one_sam"] and back.index("method", "one_sam") == 1
+    np.testing.assert_array_equal(back.sel("test_acc", method="gd"), back.sel("test_acc", rule="gd"))
     for k, v in res.metrics.items():
         np.testing.assert_array_equal(back.metrics[k], v)
     np.testing.assert_array_equal(back.axes["seed"], res.axes["seed"])
@@ -159,7 +163,7 @@ def _save_legacy(res: sim.SweepResult, out):
     info = dict(run_id="f" * 32, config=res.config.to_dict(), linsam_version="0.1.0", elapsed_s=1.0, cpu_s=1.0,
                 bayes_acc=res.bayes_acc, backend=res.backend, axes=list(sim.AXES), metrics=sorted(res.metrics))
     arrays = {f"metric/{k}": v for k, v in res.metrics.items()}
-    arrays["axis/method"] = np.asarray(res.axes["method"], dtype=str)
+    arrays["axis/method"] = np.asarray(res.axes["rule"], dtype=str)
     for axis in ("rho", "seed", "step"):
         arrays[f"axis/{axis}"] = np.asarray(res.axes[axis])
     arrays["noise_rate"], arrays["info"] = np.asarray(res.noise_rate), np.asarray(json.dumps(info))

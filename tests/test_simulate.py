@@ -76,11 +76,11 @@ def test_sweep_slice_equals_single_run(tiny_logreg):
 
 
 def test_gd_trajectory_does_not_depend_on_rho(tiny_logreg):
-    acc = tiny_logreg.sel("test_acc", method="gd")
+    acc = tiny_logreg.sel("test_acc", rule="gd")
     np.testing.assert_array_equal(acc[0], acc[1])
     # ... while its rho-dependent metrics do (evaluated at each rho)
     np.testing.assert_array_equal(acc[0], acc[2])
-    w = tiny_logreg.sel("sam_weight_clean", method="gd")
+    w = tiny_logreg.sel("sam_weight_clean", rule="gd")
     np.testing.assert_array_equal(w[0], 1.0)
     assert np.all(w[1] > 1.0) and np.all(w[2] > w[1])
 
@@ -92,7 +92,7 @@ def test_metrics_equal_autodiff_per_example_grads(tiny_logreg, tiny_dln):
         seed = int(res.axes["seed"][0])
         ds = sim.training_data(cfg, seed)
         rho = 0.7
-        mi = res.axes["method"].index("one_sam")
+        mi = res.axes["rule"].index("one_sam")
         p = jax.tree_util.tree_map(lambda a: jnp.asarray(a[mi, 1, 0, 3]), res.params)
         g = rules.per_example_grads(model, p, ds.X, ds.noisy)
         gnorm = jnp.sqrt(sum(jnp.sum(x.reshape(x.shape[0], -1) ** 2, axis=1) for x in jax.tree_util.tree_leaves(g)))
@@ -131,7 +131,7 @@ def test_train_accuracy_metrics(tiny_logreg):
     ds = sim.training_data(TINY, 0)
     w = jnp.asarray(tiny_logreg.params[1, 1, 0, -1])
     z = ds.noisy * (ds.X @ w)
-    got = tiny_logreg.sel("train_acc_noisy", method="one_sam", rho=0.7, seed=0)[-1]
+    got = tiny_logreg.sel("train_acc_noisy", rule="one_sam", rho=0.7, seed=0)[-1]
     np.testing.assert_allclose(got, np.mean(np.asarray(z[ds.mask]) > 0), **EXACT)  # numpy mean: float64 reference
     assert ds.rate == 3 / 12
 
@@ -160,12 +160,12 @@ def test_save_load_roundtrip(tiny_logreg, tmp_path):
     out = tiny_logreg.save(tmp_path / "res")
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "params.npz", "results.nc"]  # params kept
     back = sim.SweepResult.load(out)
-    assert back.config == TINY and back.axes["method"] == list(TINY.methods)
+    assert back.config == TINY and back.axes["rule"] == list(TINY.methods)
     for k, v in tiny_logreg.metrics.items():
         np.testing.assert_array_equal(back.metrics[k], v)
     np.testing.assert_array_equal(back.noise_rate, tiny_logreg.noise_rate)
     info = json.loads((out / "config.json").read_text())
-    assert info["linsam_version"] and info["axes"] == ["method", "rho", "seed", "step"]
+    assert info["linsam_version"] and info["axes"] == ["rule", "rho", "seed", "step"]
 
 
 def test_config_dict_roundtrip():
@@ -255,9 +255,9 @@ def test_zero_init_first_gd_step_is_the_mean_classifier():
     ref = sim.mean_classifier_accuracy(TINY)
     assert res.axes["step"][1] == 1
     for ri in range(3):
-        np.testing.assert_allclose(res.sel("test_acc", method="gd")[ri, :, 1], ref, **EXACT)
-    np.testing.assert_allclose(res.sel("test_acc", method="one_sam", rho=0.0)[:, 1], ref, **EXACT)
-    assert not np.allclose(res.sel("test_acc", method="one_sam", rho=1.5)[:, 1], ref)
+        np.testing.assert_allclose(res.sel("test_acc", rule="gd")[ri, :, 1], ref, **EXACT)
+    np.testing.assert_allclose(res.sel("test_acc", rule="one_sam", rho=0.0)[:, 1], ref, **EXACT)
+    assert not np.allclose(res.sel("test_acc", rule="one_sam", rho=1.5)[:, 1], ref)
 
 
 def test_initialisation_matches_the_core_definition():

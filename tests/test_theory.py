@@ -103,7 +103,7 @@ def dln_runs():
 def test_penalty_gradient_equals_measured_jsam_minus_sgd(dln_runs):
     """grad P (Prop. 4.1) == (theta_SGD - theta_JSAM) / lr after one simulator step from the same state."""
     cfg, res = dln_runs
-    gi, ji = res.axes["method"].index("gd"), res.axes["method"].index("jsam")
+    gi, ji = res.axes["rule"].index("gd"), res.axes["rule"].index("jsam")
     assert res.axes["step"][1] == 1
     for si, seed in enumerate(res.axes["seed"]):
         ds = sim.training_data(cfg, int(seed))
@@ -128,7 +128,7 @@ def test_penalty_gradient_equals_measured_jsam_minus_sgd(dln_runs):
 
 def test_penalty_value_matches_simulator_and_core(dln_runs):
     cfg, res = dln_runs
-    ji = res.axes["method"].index("jsam")
+    ji = res.axes["rule"].index("jsam")
     ds = sim.training_data(cfg, int(res.axes["seed"][1]))
     traj = dln.DLNParams(*(jnp.asarray(a[ji, 2, 1]) for a in res.params))  # (T, ...) leading axis
     pen = theory.jsam_penalty(traj, ds.X, ds.noisy, 1.5)
@@ -141,7 +141,7 @@ def test_penalty_value_matches_simulator_and_core(dln_runs):
 def test_dln_one_sam_margin_formula(dln_runs):
     cfg, res = dln_runs
     ds = sim.training_data(cfg, int(res.axes["seed"][0]))
-    oi = res.axes["method"].index("one_sam")
+    oi = res.axes["rule"].index("one_sam")
     p = dln.DLNParams(*(jnp.asarray(a[oi, 1, 0, 2]) for a in res.params))  # rho = 0.7, step 2
     z = dln.margins(p, ds.X, ds.noisy)
     J = dln.jacobian_norm(p, ds.X)

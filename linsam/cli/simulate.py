@@ -111,7 +111,7 @@ def _print_summary(res) -> None:
     print(f"{res.config.name}: peak test accuracy in % (100 x test_acc, which the files hold as a fraction), "
           f"mean [95% CI] over {n_seeds} seed{'s' if n_seeds != 1 else ''}")
     free = ("gd",) if res.config.lam_scale_by_rho else ("gd", "jreg_fixed")
-    for mi, m in enumerate(res.axes["method"]):
+    for mi, m in enumerate(res.axes["rule"]):
         for ri, rho in enumerate(res.axes["rho"]):
             if m in free and ri > 0:  # trained once per seed; the same numbers at every rho
                 continue

@@ -1,11 +1,11 @@
-r"""A sweep's results: named axes (method, rho, seed, step), an :class:`xarray.Dataset`,
+r"""A sweep's results: named axes (rule, rho, seed, step), an :class:`xarray.Dataset`,
 saved and loaded as one self-consistent unit.
 
 On disk a result is a directory with
 
 - ``results.nc``: netCDF (classic format, written with xarray's ``scipy`` engine: no extra
   dependency) that ``xarray.open_dataset`` opens directly. One variable per metric on dims
-  (method, rho, seed, step), ``noise_rate`` on seed; ``long_name`` and ``units`` on every
+  (rule, rho, seed, step), ``noise_rate`` on seed; ``long_name`` and ``units`` on every
   variable and coordinate (:data:`VARIABLE_ATTRS`; accuracies are fractions in [0, 1],
   ``units = "1"``); the config (a JSON string), version, timing, ``run_id`` and
   ``content_sha256`` in the attributes. The authoritative unit.
@@ -19,6 +19,11 @@ says what happened and how to recover, a directory that is missing a file, a tru
 damaged file, files from different runs (or a save that did not finish), a config or data
 edited after the run (the hash no longer matches), or arrays whose shapes disagree with the
 config. Results saved before this format (``results.npz`` + ``config.json``) still load.
+
+The first axis is named ``rule`` (the training rule: a :mod:`linsam.rules` method name), not
+``method``, which collides with xarray's own ``sel(method=...)`` keyword (a silent no-op
+selection). ``"method"`` is still accepted as an alias in :attr:`SweepResult.axes`,
+:meth:`SweepResult.index` and :meth:`SweepResult.sel`, and in files written with that name.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ import linsam
 from linsam._src.atomic import strict_json, write_atomic
 from linsam._src.engine.config import SimConfig
 
-AXES = ("method", "rho", "seed", "step")
+AXES = ("rule", "rho", "seed", "step")
+#: Old axis names still accepted (``method`` collided with xarray's ``sel(method=...)``).
+AXIS_ALIASES = {"method": "rule"}
 #: ``format`` attribute of a results.nc written by this version.
 FORMAT = "linsam.sweep/2"
 RESULTS_FILE, CONFIG_FILE, PARAMS_FILE, LEGACY_FILE = "results.nc", "config.json", "params.npz", "results.npz"
@@ -50,7 +57,7 @@ ACCURACY_UNITS = "1"
 #: ``long_name`` and ``units`` of every coordinate and variable a result holds (CF conventions:
 #: ``"1"`` is dimensionless). A metric not listed here gets its name and ``"1"``.
 VARIABLE_ATTRS = {
-    "method": ("training rule (a linsam.rules method name)", "1"),
+    "rule": ("training rule (a linsam.rules method name)", "1"),
     "rho": ("perturbation radius rho (the knob of each rule on this axis)", "1"),
     "seed": ("seed of the data draw, label noise and initialisation", "1"),
     "step": ("training step (updates done) at the record", "1"),
@@ -82,6 +89,24 @@ VARIABLE_ATTRS = {
 
 def _atomic_write(path: Path, write) -> None:
     write_atomic(path, write)
+
+
+class Axes(dict):
+    """Axis name -> coordinate values; the old name ``"method"`` reads ``"rule"`` (:data:`AXIS_ALIASES`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        for k, v in dict(*args, **kwargs).items():
+            self[AXIS_ALIASES.get(k, k)] = v
+
+    def __getitem__(self, key):
+        return super().__getitem__(AXIS_ALIASES.get(key, key))
+
+    def __contains__(self, key) -> bool:
+        return super().__contains__(AXIS_ALIASES.get(key, key))
+
+    def get(self, key, default=None):
+        return super().get(AXIS_ALIASES.get(key, key), default)
 
 
 def _attrs_of(name: str) -> dict:
@@ -131,26 +156,26 @@ def _rerun_hint(name) -> str:
 
 @dataclasses.dataclass
 class SweepResult:
-    """A labelled sweep: every metric has axes ``(method, rho, seed, step)``.
+    """A labelled sweep: every metric has axes ``(rule, rho, seed, step)``.
 
     Attributes:
       config: the :class:`SimConfig` that produced it.
-      axes: dict axis name -> coordinate values (``method``: names, ``rho``: floats,
-        ``seed``: ints, ``step``: record steps).
+      axes: dict axis name -> coordinate values (``rule``: the training rules' method names,
+        ``rho``: floats, ``seed``: ints, ``step``: record steps); ``axes["rule"]`` is an
+        alias of ``axes["rule"]``.
       metrics: dict metric name -> float array of shape
-        ``(len(method), len(rho), len(seed), len(step))``.
+        ``(len(rule), len(rho), len(seed), len(step))``.
       noise_rate: ``(seed,)`` realised noise rate of each seed's training set.
       bayes_acc: population accuracy of the Bayes classifier of the data model.
       version: ``linsam.__version__`` that produced it.
       elapsed_s: wall time of the sweep (compile included), seconds.
-      params: parameters at record steps (leading axes method, rho, seed, step), if kept.
+      params: parameters at record steps (leading axes rule, rho, seed, step), if kept.
       cpu_s: CPU time of this process during the sweep (all threads), seconds.
       backend: which backend trained each method (``{"gd": "linear", ...}``).
 
     ``ds`` is the same result as an :class:`xarray.Dataset` (one variable per metric,
     ``noise_rate`` on ``seed``; config, version and timing in ``attrs``): select with
-    ``res.ds["test_acc"].sel({"method": "gd", "rho": 0.5})`` (a dict: ``method`` is also
-    ``sel``'s own keyword), reduce with ``.mean("seed")``.
+    ``res.ds["test_acc"].sel(rule="gd", rho=0.5)``, reduce with ``.mean("seed")``.
     """
 
     config: SimConfig
@@ -164,9 +189,13 @@ class SweepResult:
     cpu_s: float = float("nan")
     backend: dict = dataclasses.field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.axes = Axes(self.axes)  # "method" (the old name) becomes "rule"
+
     # -- labelled access -------------------------------------------------------------
     def index(self, axis: str, value) -> int:
         """Position of ``value`` on ``axis`` (rho compared with a tolerance)."""
+        axis = AXIS_ALIASES.get(axis, axis)
         coords = self.axes[axis]
         if axis == "rho":
             hits = np.flatnonzero(np.isclose(np.asarray(coords, float), float(value), rtol=1e-9, atol=1e-12))
@@ -177,12 +206,13 @@ class SweepResult:
         return int(hits[0])
 
     def sel(self, metric: str, **coords) -> np.ndarray:
-        """``metric`` with the given axes fixed by value, e.g. ``sel("test_acc", method="gd", rho=0.1)``;
+        """``metric`` with the given axes fixed by value, e.g. ``sel("test_acc", rule="gd", rho=0.1)``;
         the remaining axes keep their order."""
         if metric not in self.metrics:
             raise KeyError(f"no metric {metric!r}; recorded: {sorted(self.metrics)}")
         idx = [slice(None)] * len(AXES)
         for axis, value in coords.items():
+            axis = AXIS_ALIASES.get(axis, axis)
             if axis not in AXES:
                 raise KeyError(f"unknown axis {axis!r}; axes: {AXES}")
             idx[AXES.index(axis)] = self.index(axis, value)
@@ -207,7 +237,7 @@ class SweepResult:
     def _arrays(self) -> dict:
         """Every array of the result by name (what :func:`content_hash` covers, with the config)."""
         out = {f"metric/{k}": np.asarray(v) for k, v in self.metrics.items()}
-        out["axis/method"] = np.asarray(list(self.axes["method"]), dtype=str)
+        out["axis/rule"] = np.asarray(list(self.axes["rule"]), dtype=str)
         for axis in ("rho", "seed", "step"):
             out[f"axis/{axis}"] = np.asarray(self.axes[axis])
         out["noise_rate"] = np.asarray(self.noise_rate)
@@ -220,12 +250,12 @@ class SweepResult:
 
     @property
     def ds(self):
-        """The result as an :class:`xarray.Dataset` with dims (method, rho, seed, step): what
+        """The result as an :class:`xarray.Dataset` with dims (rule, rho, seed, step): what
         ``results.nc`` holds (``long_name``/``units`` on every variable and coordinate; config,
         version, timing and the content hash in ``attrs``, dicts as JSON strings)."""
         import xarray as xr
 
-        coords = dict(method=np.asarray(list(self.axes["method"]), dtype=str),
+        coords = dict(rule=np.asarray(list(self.axes["rule"]), dtype=str),
                       rho=np.asarray(self.axes["rho"], float),
                       seed=np.asarray(self.axes["seed"]).astype(np.int32),
                       step=np.asarray(self.axes["step"]).astype(np.int32))
@@ -316,7 +346,8 @@ class SweepResult:
             config = SimConfig.from_dict(config_d)
             backend = json.loads(attrs.get("backend", "{}"))
             metrics = {k: np.asarray(ds[k].values) for k in json.loads(attrs["metrics"])}
-            axes = dict(method=[str(m) for m in ds["method"].values], rho=np.asarray(ds["rho"].values, float),
+            ds = ds.rename({k: v for k, v in AXIS_ALIASES.items() if k in ds.dims})
+            axes = dict(rule=[str(m) for m in ds["rule"].values], rho=np.asarray(ds["rho"].values, float),
                         seed=np.asarray(ds["seed"].values, np.int64), step=np.asarray(ds["step"].values, np.int64))
             noise_rate = np.asarray(ds["noise_rate"].values)
         except (KeyError, TypeError, ValueError) as err:
@@ -335,8 +366,8 @@ class SweepResult:
             with np.load(legacy, allow_pickle=False) as z:
                 inner = json.loads(str(z["info"])) if "info" in z.files else {}
                 metrics = {k[len("metric/"):]: z[k] for k in z.files if k.startswith("metric/")}
-                axes = {a: z[f"axis/{a}"] for a in AXES}
-                axes["method"] = [str(m) for m in axes["method"]]
+                axes = {a: z[f"axis/{a}"] for a in ("method", "rho", "seed", "step")}  # the old names
+                axes = {"rule": [str(m) for m in axes.pop("method")], **axes}
                 noise_rate = z["noise_rate"]
         except Exception as err:  # noqa: BLE001 - zipfile/numpy raise many kinds on a damaged file
             raise ValueError(f"{legacy}: not a readable results file (truncated or damaged: {type(err).__name__}: "
@@ -385,7 +416,7 @@ class SweepResult:
         for name, arr in self.metrics.items():
             if arr.shape != expect:
                 raise ValueError(f"{out}: metric {name!r} has shape {arr.shape}, but the config gives "
-                                 f"(method, rho, seed, step) = {expect}")
+                                 f"(rule, rho, seed, step) = {expect}")
         if np.shape(self.noise_rate) != (config.num_seeds,):
             raise ValueError(f"{out}: noise_rate has shape {np.shape(self.noise_rate)}, the config has "
                              f"{config.num_seeds} seeds")

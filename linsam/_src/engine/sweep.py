@@ -355,7 +355,7 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
         :func:`linsam._src.engine.linear.auto_seed_block`).
 
     Returns:
-      :class:`SweepResult` with metrics of shape ``(method, rho, seed, step)``.
+      :class:`SweepResult` with metrics of shape ``(rule, rho, seed, step)``.
     """
     config = config.validate()
     from linsam._src.validate import check_method
@@ -402,7 +402,7 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
                   f"~{el / done * (len(seeds) - done):.0f} s left", file=sys.stderr, flush=True)
     elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
 
-    def cat(arrays):  # (method, rho, seed-chunk, ...) -> seeds concatenated, padding cut
+    def cat(arrays):  # (rule, rho, seed-chunk, ...) -> seeds concatenated, padding cut
         return np.concatenate([a[:, :, :c] for a, c in arrays], axis=2)
 
     metrics = {k: cat([(p[0][k], p[3]) for p in parts]) for k in parts[0][0]}
@@ -411,7 +411,7 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
         params = jax.tree_util.tree_map(lambda *leaves: cat(list(zip(leaves, [p[3] for p in parts]))),
                                         *[p[1] for p in parts])
     noise_rate = np.concatenate([p[2][: p[3]] for p in parts])
-    axes = dict(method=list(config.methods), rho=np.asarray(config.rhos, float), seed=seeds, step=record_steps(config))
+    axes = dict(rule=list(config.methods), rho=np.asarray(config.rhos, float), seed=seeds, step=record_steps(config))
     return SweepResult(config=config, axes=axes, metrics=metrics, noise_rate=noise_rate,
                        bayes_acc=_bayes_accuracy(config), elapsed_s=elapsed, cpu_s=cpu,
                        params=params, backend=backends)
@@ -419,7 +419,7 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
 
 def _train_chunk(config, backends, ds, params0, k_sgd, mixture, keep_params, form, mesh, precision, seed_block,
                  test=None, val=None):
-    """Every method on one chunk of seeds -> metrics name -> ``(method, rho, seed, T)``, params
+    """Every method on one chunk of seeds -> metrics name -> ``(rule, rho, seed, T)``, params
     (``test``: the chunk's clean test samples, or None for the population accuracy; ``val``: the
     chunk's validation samples ``(X_val, noisy t_val)``)."""
     R = len(config.rhos)

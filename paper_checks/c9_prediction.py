@@ -86,8 +86,10 @@ def evaluate(m: dict, cfg: dict) -> ClaimResult:
     for name, key, pred in (("GD", "selected_gd", m["pred_peak_gd"]), ("1-SAM", "selected_sam", m["pred_peak_sam"])):
         if key in m:
             e = tost(np.asarray(m[key]) - pred, margin)
-            per.append(f"{name}: predicted {100 * pred:.1f}%, measured {100 * e.mean + 100 * pred:.1f}% (error "
-                       f"{100 * -e.mean:+.2f} pp, {e.verdict})")
+            word = {"better": "measured above the prediction", "worse": "measured below the prediction"}.get(
+                e.verdict, e.verdict)
+            per.append(f"{name}: predicted {100 * pred:.1f}%, measured {100 * e.mean + 100 * pred:.1f}% (predicted minus "
+                       f"measured {100 * -e.mean:+.2f} pp: {word})")
     mean_gain = m["mean_curve_peak_sam"] - m["mean_curve_peak_gd"]
     how = ", ".join(f"{k} = {v}" for k, v in sorted((m.get("predict_options") or {}).items())) or "default options"
     measured = (f"rho={m['headline_rho']:g}: predicted gain {100 * pg:+.2f} pp ({how}; {m['predict_seconds']:.1f} s, "

@@ -158,8 +158,10 @@ def evaluate(store, only=None, configs=None) -> dict:
             else:
                 for rep in g["report"]:
                     meta = rep.meta_dict
-                    comps.append(ctl_cmp.compare_runs(store, g["select"], rep, treatment=meta.get("treatment", "one_sam"),
-                                                      baseline=meta.get("baseline", "gd")))
+                    comp = ctl_cmp.compare_runs(store, g["select"], rep, treatment=meta.get("treatment", "one_sam"),
+                                                baseline=meta.get("baseline", "gd"))
+                    comp["_config"] = rep  # for the report's readings (not serialised)
+                    comps.append(comp)
                 if comps:
                     base_rho[regime] = comps[0]["methods"][comps[0]["treatment"]]["rho"]
             if comps:
@@ -473,6 +475,18 @@ def _answer(all_comps) -> list[str]:
                   "Menon and Williamson (NeurIPS 2015), noise-robust by construction under symmetric label noise; in "
                   "the linear model 1-SAM tends to it as rho grows (derivation D1: every weight sigma(-z_i + rho||x_i||) "
                   "-> 1), and with equal norms 1-SAM *is* GD on the shifted loss softplus(C - z) (C = rho||x||).", ""]
+    for comp in all_comps:  # heterogeneous norms: the per-example shift against one constant shift
+        rep_cfg = comp.get("_config")
+        if "shifted_loss" in comp["versus"] and rep_cfg is not None and rep_cfg.data.norm_frac > 0:
+            v = comp["versus"]["shifted_loss"]
+            word = {"better": "helps", "worse": "hurts", "equivalent": "makes no difference (within the margin)"}.get(
+                v["verdict"], "has no established effect")
+            lines += [f"Per-example shift ({comp['regime']}: {100 * rep_cfg.data.norm_frac:g}% of the examples "
+                      f"{rep_cfg.data.norm_ratio:g}x longer): 1-SAM (C_i = rho ||x_i||, rho* = "
+                      f"{comp['methods'][comp['treatment']]['rho']:g}) minus the shifted loss (one C for every example, "
+                      f"C* = {comp['methods']['shifted_loss']['rho']:g}), both tuned on validation: "
+                      f"{ctl_cmp.gain_text(v)} points, {v['verdict']}: the per-example variation of the shift "
+                      f"{word} here.", ""]
     if not better:
         lines += ["No regime shows 1-SAM better than the best simple control by more than the margin: where 1-SAM gains "
                   "over GD, a non-SAM method tuned on the same validation split gains as much or more.", ""]

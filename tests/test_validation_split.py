@@ -127,3 +127,32 @@ def test_extend_grid_doubles_up_and_halves_down_to_a_cap():
     assert selection.next_rho([1.0, 2.0, 4.0], "high") == 8.0
     assert selection.next_rho([1.0, 2.0, 4.0], "low") == 0.5
     assert selection.next_rho([0.0, 2.0], "low") is None  # rho = 0 is the end of the axis
+
+
+@pytest.mark.slow  # ~30 s of compilations (each grid extension is a sweep); compare_runs' logic is tested fast
+def test_regime_map_runs_extends_saves_and_reports_from_the_saved_sweeps(tmp_path):
+    """The regime map end to end on a tiny regime: --run through the Store (selection, grid
+    extensions, report on the extended grid, all saved), then the report from the saved sweeps
+    alone; a missing sweep is refused with the command that makes it."""
+    from reproduction import regimes
+
+    meta = lambda role: (("regime", "tinyreg"), ("role", role), ("table", "linear"), ("title", "tiny regime"))  # noqa: E731
+    base = TINY.replace(methods=("gd", "one_sam", "shifted_loss"), rhos=(0.7, 1.5), seed_chunk=0, n=16, val_size=8)
+    sel = base.replace(name="tinyreg_select", num_seeds=3, seed_offset=0, meta=meta("select"))
+    rep = base.replace(name="tinyreg_report", num_seeds=3, seed_offset=100, meta=meta("report"))
+    store = regimes.Store(tmp_path, run=True, log=lambda msg: None)
+    ev = regimes.evaluate(store, configs=[sel, rep])
+    (regime, _, comps), = ev["regimes"]
+    comp = comps[0]
+    assert regime == "tinyreg" and comp["best_control"] in ("gd", "shifted_loss")
+    for m in ("one_sam", "shifted_loss"):
+        r = comp["methods"][m]
+        assert r["edge"] is None or r["capped"] or r["extended"] == 0  # extended until interior, or capped
+        assert set(r) >= {"selected", "oracle", "final", "curve"} and len(r["selected"]) == 3
+    saved = sorted(p.name for p in tmp_path.iterdir())
+    assert "tinyreg_select" in saved and "tinyreg_report" in saved
+    assert all(n.startswith("tinyreg_select-x-") for n in saved if n not in ("tinyreg_select", "tinyreg_report"))
+    text = regimes.write_report(tmp_path, tmp_path / "map.md")
+    assert "TOST verdict" in text and "validation-selected" in text and "tiny regime" in text
+    with pytest.raises(ValueError, match="regimes --run"):
+        regimes.Store(tmp_path / "empty")(sel)

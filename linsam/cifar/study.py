@@ -133,8 +133,8 @@ STUDY_PRESETS = {
                                        else {"lam_last": (0.01,), "lam_act": (1e-4, 1e-3)} for f, g in GRIDS.items()})),
     "tiny": StudyConfig(depths=(1,), width=8, n_train=64, n_val=32, n_test=64, epochs=2, batch_size=16,
                         report_seeds=(0, 1), max_extend=1, eval_batch_size=32, fit_size=32,
-                        grids=_grids({f: {k: v[1:3] for k, v in g.items()} if f != "jreg_fixed"
-                                      else {"lam_last": (0.01,), "lam_act": (1e-4, 1e-3)} for f, g in GRIDS.items()})),
+                        grids=_grids({f: {k: (v[1:3] if f == "gd" else v[1:2]) for k, v in g.items()}
+                                      for f, g in GRIDS.items()})),
 }
 
 

@@ -23,6 +23,7 @@ def test_tiny_study_every_method_selects_on_validation_and_resumes(tmp_path):
     rep = st.run()
     rows = rep["depths"]["1"]["rows"]
     assert set(S.FAMILIES) | {"gd_base", "lsam_at_1sam", "jsam_at_1sam"} <= set(rows)
+    assert not any("UNSTABLE" in ln for ln in lines)  # no NaN test curve counts against a tuning run
     assert st.done_now == len(list((tmp_path / "work").rglob("*.json")))
     assert all("left ~" in ln for ln in lines if ln.startswith("[study] d1"))  # a progress line per run
     # the headline, recomputed from the raw run files: test accuracy at the epoch of best validation accuracy

@@ -9,7 +9,10 @@ edge), ``checked(fn)`` (opt-in traced checks).
 
 from linsam._src.rules import (  # noqa: F401
     CONTROLS,
+    GCE,
     GD,
+    LOSS_CONTROLS,
+    LabelSmoothing,
     JSAM,
     LSAM,
     METHOD_CLASSES,
@@ -30,6 +33,8 @@ from linsam._src.rules import (  # noqa: F401
     checked,
     direction,
     example_loss,
+    gce_loss,
+    label_smoothing_loss,
     gd,
     jacobian_penalty,
     jreg,

@@ -31,9 +31,9 @@ def _leaves_close(a, b, rtol, atol, label):
 
 
 @pytest.mark.parametrize("depth,names", [
-    (2, ("one_sam",)),  # the fast case: 1-SAM through two hidden layers
-    pytest.param(2, ("one_sam", "lsam", "jsam"), marks=pytest.mark.slow),
-    pytest.param(1, ("one_sam", "lsam", "jsam"), marks=pytest.mark.slow),
+    (2, ("one_sam", "jreg")),  # the fast case: 1-SAM and J-reg through two hidden layers
+    pytest.param(2, ("one_sam", "lsam", "jsam", "jreg"), marks=pytest.mark.slow),
+    pytest.param(1, ("one_sam", "lsam", "jsam", "jreg"), marks=pytest.mark.slow),
 ])
 def test_mlp_closed_forms_equal_autodiff_float64(depth, names):
     """Exact-identity tier (float64, rtol 1e-10): the rank-one closed forms of the MLP against
@@ -41,7 +41,7 @@ def test_mlp_closed_forms_equal_autodiff_float64(depth, names):
     rule is GD; a perturbation that matters changes the direction (the test can fail)."""
     net = small.MLP(width=7, depth=depth, compute_dtype="float64")
     model = small.make_small_model(net)
-    assert isinstance(model, small.MLPModel) and set(model.closed_forms) == {rules.OneSAM, rules.LSAM, rules.JSAM}
+    assert isinstance(model, small.MLPModel) and set(model.closed_forms) == {rules.OneSAM, rules.LSAM, rules.JSAM, rules.JReg}
     params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64),
                                     small.init_small_variables(net, 3, (4, 4, 3))["params"])
     rng = np.random.default_rng(depth)

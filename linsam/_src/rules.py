@@ -620,6 +620,105 @@ class WeightDecay(Method):
         return _weight_decay(model, params, X, t, self.decay)
 
 
+# ----------------------------------------------------------------------------- loss controls
+#
+# Noise-robust losses from the literature, used as controls on CIFAR-10 (linsam.cifar.study).
+# They are method values like the rest, but not on the toy engine's method axis (METHODS):
+# the engine has closed forms of every member of CONTROLS on its models, these have none there.
+
+
+def label_smoothing_loss(model, logits: Array, t: Array, eps) -> Array:
+    r"""Label-smoothed loss: :math:`(1-\varepsilon)\,\ell(f, t) + \varepsilon\,\frac1K\sum_k \ell(f, k)`
+    (Szegedy et al., CVPR 2016), i.e. K classes the cross-entropy against
+    :math:`(1-\varepsilon)e_t + \varepsilon/K`, so :math:`\partial\ell/\partial f = p - (1-\varepsilon)e_t - \varepsilon/K`;
+    binary (labels :math:`\pm1`, K = 2) :math:`(1-\varepsilon)\,\mathrm{softplus}(-tf) + \tfrac{\varepsilon}{2}
+    (\mathrm{softplus}(f) + \mathrm{softplus}(-f))`."""
+    own = model.loss_from_logits(logits, t)
+    if model.num_classes is None:
+        every = 0.5 * (jax.nn.softplus(logits) + jax.nn.softplus(-logits))
+    else:
+        every = jax.nn.logsumexp(logits) - jnp.mean(logits)
+    return (1.0 - eps) * own + eps * every
+
+
+def gce_loss(model, logits: Array, t: Array, q) -> Array:
+    r"""Generalized cross-entropy (Zhang and Sabuncu, NeurIPS 2018):
+    :math:`\ell_q = (1 - p_t^q)/q` with :math:`p_t = e^{-\ell(f, t)}` the probability of the
+    label (softmax, or :math:`\sigma(tf)` for a binary model), computed as
+    :math:`-\mathrm{expm1}(-q\ell)/q`; :math:`q \to 0` is the cross-entropy (used at q = 0),
+    q = 1 the mean absolute error :math:`1 - p_t`. Its gradient is the cross-entropy's
+    reweighted by :math:`p_t^q`: :math:`\partial\ell_q/\partial f = p_t^q\,\partial\ell/\partial f`
+    (examples the model finds unlikely, e.g. mislabelled ones, count less)."""
+    ce = model.loss_from_logits(logits, t)
+    q_safe = jnp.where(q > 0, q, 1.0)
+    return jnp.where(q > 0, -jnp.expm1(-q_safe * ce) / q_safe, ce)
+
+
+def _loss_gd(model, params, X, t, per_example):
+    def objective(p):
+        logits = batch_logits(model, p, X)
+        return jnp.mean(jax.vmap(per_example)(logits, t))
+
+    return jax.grad(objective)(params)
+
+
+@_register
+@dataclasses.dataclass(frozen=True)
+class LabelSmoothing(Method):
+    r"""GD on the label-smoothed loss (:func:`label_smoothing_loss`):
+
+    .. math::  u = \tfrac1n \textstyle\sum_i J_i^\top\big(p_i - (1-\varepsilon)e_{t_i} - \varepsilon\mathbf 1/K\big).
+
+    Args:
+      eps: :math:`\varepsilon \in [0, 1]` (pytree leaf; the knob). 0 is GD.
+    """
+
+    eps: Any = 0.1
+    name: ClassVar[str] = "label_smoothing"
+    knob: ClassVar[str] = "eps"
+    _leaves: ClassVar[tuple[str, ...]] = ("eps",)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.eps, jax.core.Tracer) and np.any(np.asarray(self.eps) > 1):
+            raise ValueError(f"eps (label smoothing) must be in [0, 1], got {self.eps!r}")
+
+    def _autodiff_kernel(self, model, params, X, t):
+        return _loss_gd(model, params, X, t, lambda f, ti: label_smoothing_loss(model, f, ti, self.eps))
+
+
+@_register
+@dataclasses.dataclass(frozen=True)
+class GCE(Method):
+    r"""GD on the generalized cross-entropy (:func:`gce_loss`; Zhang and Sabuncu, NeurIPS 2018):
+
+    .. math::  u = \tfrac1n \textstyle\sum_i p_{t_i}^{\,q}\,\nabla_\theta \ell_i(\theta),
+
+    the per-example reweighting by the label's own probability (cf. 1-SAM's reweighting of the
+    linear model, Lemma 3.1). q = 0 is GD; q = 1 the mean absolute error.
+
+    Args:
+      q: q in [0, 1] (pytree leaf; the knob).
+    """
+
+    q: Any = 0.7
+    name: ClassVar[str] = "gce"
+    knob: ClassVar[str] = "q"
+    _leaves: ClassVar[tuple[str, ...]] = ("q",)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.q, jax.core.Tracer) and np.any(np.asarray(self.q) > 1):
+            raise ValueError(f"q (generalized cross-entropy) must be in [0, 1], got {self.q!r}")
+
+    def _autodiff_kernel(self, model, params, X, t):
+        return _loss_gd(model, params, X, t, lambda f, ti: gce_loss(model, f, ti, self.q))
+
+
+#: Noise-robust loss controls (method values; not on the toy engine's method axis, see above).
+LOSS_CONTROLS: dict[str, type] = {c.name: c for c in (LabelSmoothing, GCE)}
+
+
 #: The method classes by name, in the canonical order (the names exist only at the edge).
 METHOD_CLASSES: dict[str, type] = {c.name: c for c in (GD, NSAM, OneSAM, LSAM, JSAM, JReg, JRegFixed, LinearLoss,
                                                        ShiftedLoss, LargeStep, WeightDecay)}

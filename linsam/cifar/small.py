@@ -272,11 +272,42 @@ def mlp_sam_direction(kind: str, depth: int, params, X, t, rho):
     return _mean_grads(names, As_p, _mlp_backward(Ws, Zs_p, v, pert), n)
 
 
+def mlp_jreg_direction(depth: int, params, X, t, rho):
+    r"""J-reg on the :class:`MLP` (Prop. 4.1's penalty, :class:`linsam.rules.JReg`) without
+    per-example autodiff: the gradient of
+
+    .. math::  \frac1n\sum_i \Big(\ell_i + \rho\,\big\|J_i^\top \mathrm{sg}(r_i)\big\|\Big),\qquad
+               \big\|J_i^\top r_i\big\|^2 = \sum_k (\|a_k\|^2 + 1)\,\|d_k\|^2,
+
+    with :math:`d_k` the deltas of the backward pass of the cotangent :math:`\mathrm{sg}(r_i)`
+    (the gradient of :math:`\langle r_i, f\rangle` is rank one per layer, as in
+    :func:`mlp_sam_direction`). The penalty is a batched function of the parameters, so its
+    gradient is one reverse pass through batched products (about three SGD steps), not one per
+    example. A zero norm contributes gradient 0 (:func:`linsam.rules.safe_norm`'s convention).
+    Equal to ``JReg(rho).autodiff`` (tests/test_cifar_cpu.py, float64)."""
+
+    def objective(p):
+        names, Ws, bs = _mlp_weights(p, depth)
+        n = X.shape[0]
+        A0 = X.reshape(n, -1).astype(Ws[0].dtype)
+        As, Zs = _mlp_forward(Ws, bs, A0)
+        logits = Zs[-1]
+        ce = jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, t[:, None].astype(jnp.int32), axis=-1)[:, 0]
+        ds = _mlp_backward(Ws, Zs, jax.lax.stop_gradient(_logit_scale_batch(logits, t)))
+        sq = sum((jnp.sum(a * a, axis=-1) + 1.0) * jnp.sum(d * d, axis=-1) for a, d in zip(As, ds))
+        nonzero = sq > 0
+        norm = jnp.where(nonzero, jnp.sqrt(jnp.where(nonzero, sq, 1.0)), 0.0)
+        return jnp.mean(ce + rho * norm)
+
+    return jax.grad(objective)(params)
+
+
 @dataclasses.dataclass(frozen=True)
 class MLPModel(Generic):
     """The model definition of an :class:`MLP`: :class:`linsam.models.Generic` plus the closed
-    forms of 1-SAM, L-SAM and J-SAM (:func:`mlp_sam_direction`); every other rule (GD, n-SAM,
-    J-reg, the fixed regulariser) by autodiff of the same ``apply``. ``chunk_size`` has no
+    forms of 1-SAM, L-SAM and J-SAM (:func:`mlp_sam_direction`) and of J-reg
+    (:func:`mlp_jreg_direction`); every other rule (GD, n-SAM, the fixed regulariser, the loss
+    controls) by autodiff of the same ``apply``. ``chunk_size`` has no
     effect on the closed forms (they are batched already)."""
 
     depth: int = 1
@@ -286,7 +317,8 @@ class MLPModel(Generic):
         def kernel(kind):
             return lambda method, params, X, t: mlp_sam_direction(kind, self.depth, params, X, t, method.rho)
 
-        return {rules.OneSAM: kernel("one_sam"), rules.LSAM: kernel("lsam"), rules.JSAM: kernel("jsam")}
+        return {rules.OneSAM: kernel("one_sam"), rules.LSAM: kernel("lsam"), rules.JSAM: kernel("jsam"),
+                rules.JReg: lambda method, params, X, t: mlp_jreg_direction(self.depth, params, X, t, method.rho)}
 
 
 def make_small_model(net) -> Generic:

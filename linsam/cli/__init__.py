@@ -33,6 +33,7 @@ SUBCOMMAND_MODULES = (
     "linsam.cli.simulate",
     "linsam.cli.reproduce",
     "linsam.cli.cifar",
+    "linsam.cli.cifar_study",
     "linsam.cli.bench",
 )
 

@@ -78,17 +78,27 @@ def method_gains(res, rho: float, statistic: str) -> dict:
     return out
 
 
-def measure_model(ctx, ref: str, cfg: dict) -> dict:
-    """One model's measurement: selection and report sweeps of ``ref``, gains at 1-SAM's rho*."""
-    replace = {}
-    if cfg.get("methods"):
-        replace["methods"] = tuple(cfg["methods"])
-    if cfg.get("rhos"):
-        replace["rhos"] = tuple(float(r) for r in cfg["rhos"])
-    base = ctx.sweep_config(ref, **replace)
-    n_sel = int(cfg.get("select_seeds", base.num_seeds))
-    offset = int(base.seed_offset) + int(cfg.get("select_offset", 500))
-    sel = ctx.sweep(base.replace(num_seeds=n_sel, seed_offset=offset, name=f"{base.name}_c5select"))
+def measure_model(ctx, ref: str, cfg: dict, label: str | None = None) -> dict:
+    """One model's measurement: selection and report sweeps of ``ref``, gains at 1-SAM's rho*.
+
+    ``select_sweeps = {label = config}`` names a model's selection sweep explicitly (the configs
+    are then used as they are, without the ``methods``/``rhos`` replacements, so that C10's rows
+    of the same model read the very same sweeps); otherwise the selection sweep is the report
+    config on ``select_seeds`` seeds shifted by ``select_offset``."""
+    chosen = (cfg.get("select_sweeps") or {}).get(label)
+    if chosen is not None:
+        base = ctx.sweep_config(ref)
+        sel = ctx.sweep(ctx.sweep_config(chosen))
+    else:
+        replace = {}
+        if cfg.get("methods"):
+            replace["methods"] = tuple(cfg["methods"])
+        if cfg.get("rhos"):
+            replace["rhos"] = tuple(float(r) for r in cfg["rhos"])
+        base = ctx.sweep_config(ref, **replace)
+        n_sel = int(cfg.get("select_seeds", base.num_seeds))
+        offset = int(base.seed_offset) + int(cfg.get("select_offset", 500))
+        sel = ctx.sweep(base.replace(num_seeds=n_sel, seed_offset=offset, name=f"{base.name}_c5select"))
     tuned, _, extended = ctl_cmp.extend(lambda c: ctx.sweep(c), sel, "one_sam",
                                         int(cfg.get("max_extend", ctl_cmp.DEFAULT_MAX_EXTEND)))
     rho = tuned.rho
@@ -112,7 +122,7 @@ def measure(ctx, cfg: dict) -> dict:
         sweeps = {"dln": cfg["sweep"]}
     if not isinstance(sweeps, dict) or not sweeps:
         raise ValueError("C5 needs sweeps = {model label = sweep config}, e.g. {dln = \"reproduce_dln\"}")
-    models = {label: measure_model(ctx, ref, cfg) for label, ref in sweeps.items()}
+    models = {label: measure_model(ctx, ref, cfg, label) for label, ref in sweeps.items()}
     stat = _statistic(cfg.get("statistic", "selected"))
     return dict(models=models, statistic=stat,
                 regime="; ".join(f"{label}: {m['regime']}" for label, m in models.items()))

@@ -74,7 +74,7 @@ class SimConfig:
       test_size: models without an end-to-end linear map (the MLP), and data without a
         closed-form population accuracy (``data.kind = "xor"``): ``test_acc`` is the accuracy
         on a fixed clean test sample of this size, drawn per seed from the data model with
-        key ``fold_in(PRNGKey(seed), TEST_KEY)`` (:data:`linsam._src.engine.sweep.TEST_KEY`).
+        key ``fold_in(PRNGKey(seed), TEST_KEY)`` (:data:`linsam._src.data.TEST_KEY`).
         The linear models on Gaussian mixtures keep the exact population accuracy.
       val_size: size of the *validation* sample of every seed (0 = ``n // 4``, the default):
         drawn from the training distribution with the *same* label noise (the labels a user

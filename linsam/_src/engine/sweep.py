@@ -13,6 +13,15 @@ accuracy is the *population* accuracy of the end-to-end linear map; for a model 
 accuracy on a fixed clean test sample of ``config.test_size`` points drawn per seed
 (:func:`held_out_sample`, key ``fold_in(PRNGKey(seed), TEST_KEY)``).
 
+**Any model.** ``config.model = "generic"`` runs the user's binary model value,
+``simulate(config, model=Generic(...))`` (a Flax module's apply and init, or any pytree model;
+:func:`linsam._src.engine.config.model_of` checks it), on the generic backend with ``test_acc``
+on the held-out sample; the config keeps describing the data, noise and steps.
+
+**Data.** Every draw (training sets, initial parameters, SGD keys, test and validation samples)
+is made by :func:`linsam._src.data.draw_seeds`, asked once per chunk of seeds; the one-seed views
+below derive the same keys.
+
 **Backends, chosen per method.** The linear backend (:mod:`linsam._src.engine.linear`: GEMMs
 or the Gram matrix, metrics from the carried logits) where the model is linear, training is
 full batch and the model's closed form of the method is a per-example reweighting; the

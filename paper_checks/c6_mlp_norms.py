@@ -56,8 +56,9 @@ def measure(ctx, cfg: dict) -> dict:
     at = cfg.get("at", "final")
     models = {}
     for label, ref in (cfg.get("sweeps") or {}).items():
-        rho = c5.measure_model(ctx, ref, c5cfg)["rho"]
-        res = ctx.sweep(ref, **_replace(c5cfg))
+        rho = c5.measure_model(ctx, ref, c5cfg, label)["rho"]
+        explicit = label in (c5cfg.get("select_sweeps") or {})  # C5 then reads the configs as they are
+        res = ctx.sweep(ref, **({} if explicit else _replace(c5cfg)))
         j, gd = res.index("rho", rho), res.index("rule", "gd")
         norms = {}
         for metric in NORMS:

@@ -31,7 +31,7 @@ def test_every_python_block_runs_or_is_a_listing():
     assert '"docs"' in (ROOT / "pyproject.toml").read_text() and "Sybil" in (ROOT / "conftest.py").read_text()
 
 
-@pytest.mark.parametrize("script", ["flax_label_noise.py", "sweep_and_plot.py"])
+@pytest.mark.parametrize("script", ["flax_label_noise.py", "sweep_and_plot.py", "flax_sweep.py"])
 def test_examples_run_at_toy_size(script, tmp_path, monkeypatch, capsys):
     pytest.importorskip("flax")
     monkeypatch.chdir(tmp_path)

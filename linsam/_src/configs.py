@@ -243,7 +243,7 @@ def evaluate_rule(text: str, lookup, field: str) -> float:
 def _field_kinds() -> dict[str, dict[str, Any]]:
     """Defaults of the fields per table (``""``: top level), to tell number fields from others."""
     from linsam._src.data import MixtureSpec, NoiseSpec
-    from linsam._src.simulate import SimConfig
+    from linsam._src.engine.config import SimConfig
 
     top = {f.name: f.default for f in dataclasses.fields(SimConfig)}
     return {"": top, "data": dict(MixtureSpec._field_defaults), "noise": dict(NoiseSpec._field_defaults)}
@@ -399,7 +399,7 @@ def load_config(name_or_path: str | os.PathLike, *, mode: str | None = None, see
       ValueError: naming the file and the field, for a missing file, malformed TOML, an
         unknown table or key, a wrong type or a rule that does not evaluate.
     """
-    from linsam._src.simulate import SimConfig  # lazy: linsam._src.simulate re-exports this module
+    from linsam._src.engine.config import SimConfig  # lazy: keeps the config reader free of JAX until used
 
     path, raw = resolve(name_or_path, mode=mode, seeds=seeds)
     try:

@@ -1011,3 +1011,186 @@ class MixtureSpec(NamedTuple):
         return signal_noise_mixture(
             self.d, num_signal=self.num_signal, signal=self.mean_norm, signal_std=self.signal_std, noise_std=self.sigma
         )
+
+
+# ----------------------------------------------------------------------------- a sweep's draws
+#
+# Everything a sweep draws per seed lives here, behind :func:`draw_seeds` (the engine asks once
+# per chunk of seeds); the single-seed views (:func:`training_sample`, :func:`validation_sample`,
+# :func:`test_sample`, :func:`initial_params`) derive the same keys, so they return exactly what
+# the sweep trained and measured on.
+#
+# Keys of seed ``s``: ``split(PRNGKey(s), 3) = (data, init, sgd)``; the clean test sample
+# ``fold_in(PRNGKey(s), TEST_KEY)``; the validation sample ``fold_in(PRNGKey(s), VAL_KEY)``.
+
+#: The test sample of seed ``s`` is drawn with key ``fold_in(PRNGKey(s), TEST_KEY)``: the training
+#: keys ``split(PRNGKey(s), 3)`` are unchanged.
+TEST_KEY = 0x7E57
+#: The validation sample of seed ``s`` is drawn with key ``fold_in(PRNGKey(s), VAL_KEY)``: from the
+#: training distribution with the same label noise, disjoint from the training draw.
+VAL_KEY = 0x7A1
+
+
+class DrawPlan(NamedTuple):
+    """What a sweep draws for every seed: static and hashable (the engine builds it from its
+    config, :func:`linsam._src.engine.config.draw_plan`).
+
+    Attributes:
+      data, noise: the :class:`MixtureSpec` and :class:`NoiseSpec`.
+      n: training-set size.
+      num_classes: None for the binary mixture of ``data``, else K: the K-class mixture with
+        orthogonal means ``data.mean_norm e_k`` (:func:`multiclass_mixture`) and K-class noise.
+      test_size: size of the clean test sample of each seed, 0 for none (the population
+        accuracy is exact).
+      val_size: size of the validation sample of each seed (noisy labels).
+      init_scale: the ``scale`` of ``model.init``.
+      dtype: ``"float32"`` or ``"float64"``.
+    """
+
+    data: MixtureSpec
+    noise: NoiseSpec
+    n: int
+    num_classes: int | None
+    test_size: int
+    val_size: int
+    init_scale: float
+    dtype: str
+
+
+class SeedDraws(NamedTuple):
+    """The draws of a block of seeds (leading seed axis on every array).
+
+    Attributes:
+      train: the training :class:`Dataset` (``X (S, n, d)``, labels ``(S, n)``).
+      params0: the initial parameters (``model.init``, key ``init``).
+      sgd_key: ``(S, 2)`` the mini-batch keys.
+      test: ``(X_test (S, m, d), t_test (S, m))`` clean test samples, or None (``test_size = 0``).
+      val: ``(X_val (S, v, d), noisy t_val (S, v))`` the validation samples.
+      mixture: the mixture they were drawn from (arrays in ``dtype``; no seed axis).
+    """
+
+    train: Dataset
+    params0: Any
+    sgd_key: Array
+    test: Any
+    val: Any
+    mixture: Any
+
+
+def _multiclass_of(plan: DrawPlan) -> MulticlassMixture:
+    d = plan.data
+    return multiclass_mixture(d.d, int(plan.num_classes), d.mean_norm, d.sigma)
+
+
+def mixture_of(plan: DrawPlan):
+    """The mixture of ``plan`` with its arrays in ``plan.dtype`` (binary :class:`GaussianMixture`
+    or :class:`XorMixture`, or the K-class :class:`MulticlassMixture`)."""
+    dtype = jnp.dtype(plan.dtype)
+    if plan.num_classes is not None:
+        return jax.tree_util.tree_map(lambda a: a.astype(dtype), _multiclass_of(plan))
+    mixture = plan.data.build()
+    if not isinstance(mixture, GaussianMixture):  # XorMixture: every field an array
+        return jax.tree_util.tree_map(lambda a: a.astype(dtype), mixture)
+    mix = None if mixture.norm_mix is None else mixture.norm_mix.astype(dtype)
+    return GaussianMixture(mixture.mu.astype(dtype), mixture.scale.astype(dtype), mix)
+
+
+def bayes_accuracy(plan: DrawPlan) -> float:
+    """Bayes accuracy of the data model; K-class: argmax_k mu_k . x (equal-norm means, isotropic
+    noise) on a fixed sample of 200,000 clean points (standard error <= 0.0011; no closed form
+    for K > 2)."""
+    if plan.num_classes is None:
+        return float(plan.data.build().bayes_accuracy())
+    mix = _multiclass_of(plan)
+    return float(sampled_multiclass_accuracy(jax.random.PRNGKey(TEST_KEY), mix, mix.means, 200_000))
+
+
+def seed_keys(seeds, size: int | None = None):
+    """``PRNGKey(s)`` of every seed; padded to ``size`` by repeating the last (compiled shape)."""
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+    if size is not None and len(seeds) < size:
+        keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], size - len(seeds), axis=0)])
+    return keys
+
+
+def _sample_of(key, mixture, n, noise, dtype):
+    """Training sample: K-class labels for a K-class mixture, +-1 labels otherwise."""
+    if isinstance(mixture, MulticlassMixture):
+        return _sample_multiclass_spec(key, mixture, n, noise, dtype)
+    return _sample_binary(key, mixture, n, noise, dtype)
+
+
+@partial(jax.jit, static_argnames=("model", "n", "noise", "dtype"))
+def _seed_data(keys, mixture, init_scale, *, model, n, noise, dtype):
+    """Training set, initial parameters and SGD key of every seed key (leading seed axis)."""
+    dtype = jnp.dtype(dtype)
+
+    def one(seed_key):
+        k_data, k_init, k_sgd = jax.random.split(seed_key, 3)
+        ds = _sample_of(k_data, mixture, n, noise, dtype)
+        return ds, model.init(k_init, mixture.dim, scale=init_scale, dtype=dtype), k_sgd
+
+    return jax.vmap(one)(keys)
+
+
+@partial(jax.jit, static_argnames=("size", "dtype"))
+def _test_samples(keys, mixture, *, size, dtype):
+    """Clean test samples ``(X_test (S, m, d), t_test (S, m))`` of every seed key."""
+    return jax.vmap(lambda k: mixture._sample(jax.random.fold_in(k, TEST_KEY), size, jnp.dtype(dtype)))(keys)
+
+
+@partial(jax.jit, static_argnames=("size", "noise", "dtype"))
+def _val_samples(keys, mixture, *, size, noise, dtype):
+    """Validation samples ``(X_val (S, m, d), noisy t_val (S, m))`` of every seed key: the training
+    distribution *with its label noise* (the labels a user has), key ``fold_in(k, VAL_KEY)``."""
+    def one(k):
+        ds = _sample_of(jax.random.fold_in(k, VAL_KEY), mixture, size, noise, jnp.dtype(dtype))
+        return ds.X, ds.noisy
+
+    return jax.vmap(one)(keys)
+
+
+def draw_seeds(plan: DrawPlan, model, seeds, size: int | None = None) -> SeedDraws:
+    """Everything a sweep draws for ``seeds``: training sets, initial parameters
+    (``model.init``), SGD keys, clean test samples (``plan.test_size > 0``) and validation
+    samples; padded to ``size`` seeds by repeating the last (one compiled shape per chunk)."""
+    mixture = mixture_of(plan)
+    keys = seed_keys(seeds, size)
+    train, params0, sgd_key = _seed_data(keys, mixture, jnp.asarray(plan.init_scale, plan.dtype), model=model,
+                                         n=plan.n, noise=plan.noise, dtype=plan.dtype)
+    test = _test_samples(keys, mixture, size=plan.test_size, dtype=plan.dtype) if plan.test_size else None
+    val = _val_samples(keys, mixture, size=plan.val_size, noise=plan.noise, dtype=plan.dtype)
+    return SeedDraws(train, params0, sgd_key, test, val, mixture)
+
+
+def _with_rate(ds: Dataset) -> Dataset:
+    return ds._replace(rate=float(np.mean(np.asarray(ds.mask))))
+
+
+def training_sample(plan: DrawPlan, seed: int) -> Dataset:
+    """The training set of seed ``seed`` (key ``split(PRNGKey(seed), 3)[0]``)."""
+    k_data, _, _ = jax.random.split(jax.random.PRNGKey(seed), 3)
+    return _with_rate(_sample_of(k_data, mixture_of(plan), plan.n, plan.noise, jnp.dtype(plan.dtype)))
+
+
+def validation_sample(plan: DrawPlan, seed: int) -> Dataset:
+    """The validation sample of seed ``seed`` (``plan.val_size`` points, noisy labels in ``noisy``,
+    key ``fold_in(PRNGKey(seed), VAL_KEY)``)."""
+    k = jax.random.fold_in(jax.random.PRNGKey(seed), VAL_KEY)
+    return _with_rate(_sample_of(k, mixture_of(plan), plan.val_size, plan.noise, jnp.dtype(plan.dtype)))
+
+
+def test_sample(plan: DrawPlan, seed: int, size: int):
+    """The clean test sample ``(X_test, t_test)`` of ``size`` points of seed ``seed`` (key
+    ``fold_in(PRNGKey(seed), TEST_KEY)``)."""
+    X, t = _test_samples(seed_keys([seed]), mixture_of(plan), size=size, dtype=plan.dtype)
+    return X[0], t[0]
+
+
+test_sample.__test__ = False  # not a pytest test
+
+
+def initial_params(plan: DrawPlan, model, seed: int):
+    """The initial parameters of seed ``seed`` (``model.init``, key ``split(PRNGKey(seed), 3)[1]``)."""
+    _, k_init, _ = jax.random.split(jax.random.PRNGKey(seed), 3)
+    return model.init(k_init, plan.data.d, scale=float(plan.init_scale), dtype=jnp.dtype(plan.dtype))

@@ -15,11 +15,13 @@ from typing import Any
 import numpy as np
 
 from linsam._src import rules
-from linsam._src.data import MixtureSpec, NoiseSpec
-from linsam._src.models import DLN, MLP, LogReg, Softmax
+from linsam._src.data import DrawPlan, GaussianMixture, MixtureSpec, NoiseSpec
+from linsam._src.models import DLN, MLP, Generic, LogReg, Softmax
 from linsam._src.validate import check_method, check_nonnegative, check_positive, check_positive_int, check_rho
 
-MODELS = ("logreg", "dln", "mlp", "softmax")
+#: Model names of a config; ``"generic"``: the user's model value, passed to
+#: :func:`linsam.simulate.simulate` as ``model=Generic(...)`` (a config holds no callables).
+MODELS = ("logreg", "dln", "mlp", "softmax", "generic")
 
 
 def _check_name(name) -> None:
@@ -47,7 +49,11 @@ class SimConfig:
         K-class linear softmax model, ``num_classes`` classes: data ``kind = "isotropic"``
         becomes the K-class mixture with orthogonal means :math:`\|\mu\| e_k`
         (:func:`linsam.data.multiclass_mixture`), noise ``"none"``, ``"symmetric"`` or
-        ``"cifar10_asymmetric"``; generic scan backend, ``test_acc`` on the held-out sample).
+        ``"cifar10_asymmetric"``; generic scan backend, ``test_acc`` on the held-out sample),
+        or ``"generic"``: a binary model of the user's (:class:`~linsam.models.Generic`, e.g.
+        a Flax module's apply and init), passed to ``simulate(config, model=...)``; the config
+        still describes the data, noise and steps (generic scan backend, ``test_acc`` on the
+        held-out sample).
       methods: method names (:data:`linsam.rules.METHODS`).
       rhos: perturbation radii (>= 0); every method runs at every rho.
       num_seeds, seed_offset: seeds ``seed_offset, ..., seed_offset + num_seeds - 1``.
@@ -68,7 +74,7 @@ class SimConfig:
       test_size: models without an end-to-end linear map (the MLP), and data without a
         closed-form population accuracy (``data.kind = "xor"``): ``test_acc`` is the accuracy
         on a fixed clean test sample of this size, drawn per seed from the data model with
-        key ``fold_in(PRNGKey(seed), TEST_KEY)`` (:data:`linsam._src.engine.sweep.TEST_KEY`).
+        key ``fold_in(PRNGKey(seed), TEST_KEY)`` (:data:`linsam._src.data.TEST_KEY`).
         The linear models on Gaussian mixtures keep the exact population accuracy.
       val_size: size of the *validation* sample of every seed (0 = ``n // 4``, the default):
         drawn from the training distribution with the *same* label noise (the labels a user
@@ -287,14 +293,68 @@ def _thaw(v):
     return list(v) if isinstance(v, tuple) else v
 
 
-def model_of(config: SimConfig):
-    """The model value of ``config`` (:class:`linsam.models.LogReg`, :class:`~linsam.models.DLN`
-    or :class:`~linsam.models.MLP`)."""
+def model_of(config: SimConfig, model=None):
+    """The model value of ``config`` (:class:`linsam.models.LogReg`, :class:`~linsam.models.DLN`,
+    :class:`~linsam.models.MLP` or :class:`~linsam.models.Softmax`), or, for ``config.model =
+    "generic"``, the given ``model`` (a :class:`~linsam.models.Generic`), checked: a binary model
+    (``num_classes`` None) with an ``init``. Refuses a ``model`` that differs from a named
+    model (one source of truth) and a generic config without one, naming the argument."""
+    if config.model == "generic":
+        return check_generic(model)
     if config.model == "softmax":
-        return Softmax(num_classes=int(config.num_classes))
-    if config.model == "mlp":
-        return MLP(hidden=(int(config.hidden),) + ((int(config.hidden2),) if config.hidden2 else ()))
-    return LogReg() if config.model == "logreg" else DLN(hidden=int(config.hidden))
+        built = Softmax(num_classes=int(config.num_classes))
+    elif config.model == "mlp":
+        built = MLP(hidden=(int(config.hidden),) + ((int(config.hidden2),) if config.hidden2 else ()))
+    else:
+        built = LogReg() if config.model == "logreg" else DLN(hidden=int(config.hidden))
+    if model is not None and model != built:
+        raise ValueError(f"model: config.model is {config.model!r} (built from the config: {built}), but a different "
+                         f"model value is given ({type(model).__name__}); set config.model = 'generic' to run your "
+                         "own model, or drop model=")
+    return built
+
+
+def check_generic(model) -> Generic:
+    """Refuse (ValueError naming ``model``) what the engine cannot run as ``config.model = "generic"``."""
+    if model is None:
+        raise ValueError("model: config.model is 'generic', so simulate needs the model value: "
+                         "simulate(config, model=Generic(apply, loss_from_logits, init=...)) (a config holds no "
+                         "callables; the command line cannot run a generic config)")
+    if not isinstance(model, Generic):
+        raise ValueError(f"model must be a linsam.models.Generic (wrap your apply/init in one; the built-in models are "
+                         f"named by config.model), got {type(model).__name__}")
+    if model.init is None:
+        raise ValueError("model.init is None: the engine draws each seed's initial parameters with "
+                         "model.init(key, d, *, scale, dtype); build Generic(..., init=...)")
+    if model.num_classes is not None:
+        raise ValueError(f"model.num_classes must be None (a binary model, labels -1/+1): the engine's K-class "
+                         f"metrics need the softmax model's closed forms; got num_classes={model.num_classes}")
+    return model
+
+
+def record_steps(config: SimConfig) -> np.ndarray:
+    """The record steps of ``config``: ``0, 1, ..., record_dense``, then every ``record_every``."""
+    dense = np.arange(0, config.record_dense + 1)
+    return np.concatenate([dense, np.arange(config.record_dense + config.record_every, config.steps + 1,
+                                            config.record_every)])
+
+
+def uses_test_sample(config: SimConfig, model=None) -> bool:
+    """Whether ``test_acc`` is measured on a clean test sample of ``config.test_size`` points per
+    seed: the model has no end-to-end linear map (the MLP, a generic model) or the data no
+    closed-form population accuracy (XOR, and the K-class softmax model: no closed form for
+    K > 2). Otherwise it is the exact population accuracy."""
+    if config.model in ("softmax", "generic"):
+        return True
+    return model_of(config, model).end_to_end is None or not isinstance(config.data.build(), GaussianMixture)
+
+
+def draw_plan(config: SimConfig, model=None) -> DrawPlan:
+    """What a sweep of ``config`` draws per seed (:class:`linsam._src.data.DrawPlan`)."""
+    return DrawPlan(config.data, config.noise, int(config.n),
+                    int(config.num_classes) if config.model == "softmax" else None,
+                    int(config.test_size) if uses_test_sample(config, model) else 0, config.validation_size,
+                    config.init_scale, config.dtype)
 
 
 def trains_with_rho(config: SimConfig, name: str) -> bool:

@@ -409,7 +409,7 @@ class SweepResult:
                 f"--out DIR)")
 
     def _check_shapes(self, out: Path) -> None:
-        from linsam._src.engine.sweep import record_steps
+        from linsam._src.engine.config import record_steps
 
         config = self.config
         expect = (len(config.methods), len(config.rhos), config.num_seeds, len(record_steps(config)))

@@ -13,6 +13,15 @@ accuracy is the *population* accuracy of the end-to-end linear map; for a model 
 accuracy on a fixed clean test sample of ``config.test_size`` points drawn per seed
 (:func:`held_out_sample`, key ``fold_in(PRNGKey(seed), TEST_KEY)``).
 
+**Any model.** ``config.model = "generic"`` runs the user's binary model value,
+``simulate(config, model=Generic(...))`` (a Flax module's apply and init, or any pytree model;
+:func:`linsam._src.engine.config.model_of` checks it), on the generic backend with ``test_acc``
+on the held-out sample; the config keeps describing the data, noise and steps.
+
+**Data.** Every draw (training sets, initial parameters, SGD keys, test and validation samples)
+is made by :func:`linsam._src.data.draw_seeds`, asked once per chunk of seeds; the one-seed views
+below derive the same keys.
+
 **Backends, chosen per method.** The linear backend (:mod:`linsam._src.engine.linear`: GEMMs
 or the Gram matrix, metrics from the carried logits) where the model is linear, training is
 full batch and the model's closed form of the method is a per-example reweighting; the
@@ -45,10 +54,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from linsam._src.data import (Dataset, GaussianMixture, MulticlassMixture, _population_accuracy, _sample_binary,
-                              _sample_multiclass_spec, multiclass_mixture, sampled_multiclass_accuracy)
+from linsam._src import data
+from linsam._src.data import TEST_KEY, VAL_KEY, Dataset, GaussianMixture, _population_accuracy
 from linsam._src.engine import linear, scan
-from linsam._src.engine.config import SimConfig, method_value, model_of, trains_with_rho
+from linsam._src.engine.config import (SimConfig, draw_plan, method_value, model_of, record_steps, trains_with_rho,
+                                       uses_test_sample)
 from linsam._src.engine.metrics import DLN_METRICS, METRICS
 from linsam._src.engine.results import AXES, SweepResult
 from linsam._src.engine.shard import run_mesh, to_host
@@ -72,168 +82,51 @@ class Trajectory(NamedTuple):
     params: Any = None
 
 
-def record_steps(config: SimConfig) -> np.ndarray:
-    """The record steps of ``config``: ``0, 1, ..., record_dense``, then every ``record_every``."""
-    return _record_steps(config.steps, config.record_every, config.record_dense)
-
-
-def _record_steps(steps, record_every, record_dense):
-    dense = np.arange(0, record_dense + 1)
-    return np.concatenate([dense, np.arange(record_dense + record_every, steps + 1, record_every)])
-
-
 def _record_sizes(config: SimConfig) -> tuple:
     """Steps between records: 0 (the initial state), then the gaps."""
     return tuple(int(x) for x in np.diff(record_steps(config), prepend=0))
 
 
-# ----------------------------------------------------------------------------- data
-
-
-def _multiclass(config: SimConfig) -> MulticlassMixture:
-    """``model = "softmax"``: the K-class mixture of ``config.data`` (orthogonal means ``mean_norm e_k``)."""
-    d = config.data
-    return multiclass_mixture(d.d, int(config.num_classes), d.mean_norm, d.sigma)
-
-
-def _bayes_accuracy(config: SimConfig) -> float:
-    """Bayes accuracy of the data model; K-class: argmax_k mu_k . x (equal-norm means, isotropic noise)
-    on a fixed sample of 200,000 clean points (standard error <= 0.0011; no closed form for K > 2)."""
-    if config.model != "softmax":
-        return float(config.data.build().bayes_accuracy())
-    mix = _multiclass(config)
-    return float(sampled_multiclass_accuracy(jax.random.PRNGKey(TEST_KEY), mix, mix.means, 200_000))
-
-
-def _mixture(config: SimConfig) -> GaussianMixture:
-    dtype = jnp.dtype(config.dtype)
-    if config.model == "softmax":
-        return jax.tree_util.tree_map(lambda a: a.astype(dtype), _multiclass(config))
-    mixture = config.data.build()
-    if not isinstance(mixture, GaussianMixture):  # XorMixture: every field an array
-        return jax.tree_util.tree_map(lambda a: a.astype(dtype), mixture)
-    mix = None if mixture.norm_mix is None else mixture.norm_mix.astype(dtype)
-    return GaussianMixture(mixture.mu.astype(dtype), mixture.scale.astype(dtype), mix)
-
-
-def _keys(seeds, size: int | None = None):
-    """``PRNGKey(s)`` of every seed; padded to ``size`` by repeating the last (compiled shape)."""
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
-    if size is not None and len(seeds) < size:
-        keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], size - len(seeds), axis=0)])
-    return keys
-
-
-def _sample_of(model, key, mixture, n, noise, dtype):
-    """Training sample: K-class labels for the softmax model, +-1 labels otherwise."""
-    if isinstance(mixture, MulticlassMixture):
-        return _sample_multiclass_spec(key, mixture, n, noise, dtype)
-    return _sample_binary(key, mixture, n, noise, dtype)
-
-
-@partial(jax.jit, static_argnames=("model", "n", "noise", "dtype"))
-def _seed_data(keys, mixture, init_scale, *, model, n, noise, dtype):
-    """Training set, initial parameters and SGD key of every seed key (leading seed axis)."""
-    dtype = jnp.dtype(dtype)
-
-    def one(seed_key):
-        k_data, k_init, k_sgd = jax.random.split(seed_key, 3)
-        ds = _sample_of(model, k_data, mixture, n, noise, dtype)
-        return ds, model.init(k_init, mixture.dim, scale=init_scale, dtype=dtype), k_sgd
-
-    return jax.vmap(one)(keys)
-
-
-#: The test sample of seed ``s`` (nonlinear models, XOR data) is drawn with key
-#: ``fold_in(PRNGKey(s), TEST_KEY)``: the training keys ``split(PRNGKey(s), 3)`` are unchanged.
-TEST_KEY = 0x7E57
-
-
-def uses_test_sample(config: SimConfig) -> bool:
-    """Whether ``test_acc`` is measured on a clean test sample of ``config.test_size`` points per
-    seed: the model has no end-to-end linear map (the MLP) or the data no closed-form population
-    accuracy (XOR, and the K-class softmax model: no closed form for K > 2). Otherwise it is the
-    exact population accuracy."""
-    if config.model == "softmax":
-        return True
-    return model_of(config).end_to_end is None or not isinstance(config.data.build(), GaussianMixture)
-
-
-@partial(jax.jit, static_argnames=("size", "dtype"))
-def _test_samples(keys, mixture, *, size, dtype):
-    """Clean test samples ``(X_test (S, m, d), t_test (S, m))`` of every seed key."""
-    return jax.vmap(lambda k: mixture._sample(jax.random.fold_in(k, TEST_KEY), size, jnp.dtype(dtype)))(keys)
-
-
-#: The validation sample of seed ``s`` is drawn with key ``fold_in(PRNGKey(s), VAL_KEY)``: from the
-#: training distribution with the same label noise, disjoint from the training draw.
-VAL_KEY = 0x7A1
-
-
-@partial(jax.jit, static_argnames=("model", "size", "noise", "dtype"))
-def _val_samples(keys, mixture, *, model, size, noise, dtype):
-    """Validation samples ``(X_val (S, m, d), noisy t_val (S, m))`` of every seed key: the training
-    distribution *with its label noise* (the labels a user has), key ``fold_in(k, VAL_KEY)``."""
-    def one(k):
-        ds = _sample_of(model, jax.random.fold_in(k, VAL_KEY), mixture, size, noise, jnp.dtype(dtype))
-        return ds.X, ds.noisy
-
-    return jax.vmap(one)(keys)
+# ----------------------------------------------------------------------------- data: one seed's draws
+# (the drawing lives in linsam._src.data; these are its views through a config)
 
 
 def validation_sample(config: SimConfig, seed: int) -> Dataset:
     """The validation sample of a run of ``config`` with ``seed`` (:attr:`SimConfig.val_size`
     points, noisy labels in ``noisy``, clean ones in ``clean``): ``val_acc`` is the accuracy on
     ``noisy``. Never trained on."""
-    config = config.validate()
-    k = jax.random.fold_in(jax.random.PRNGKey(seed), VAL_KEY)
-    ds = _sample_of(model_of(config), k, _mixture(config), config.validation_size, config.noise,
-                    jnp.dtype(config.dtype))
-    return ds._replace(rate=float(np.mean(np.asarray(ds.mask))))
-
-
-def _val_data(config, keys, mixture):
-    return _val_samples(keys, mixture, model=model_of(config), size=config.validation_size, noise=config.noise,
-                        dtype=config.dtype)
+    return data.validation_sample(draw_plan(config.validate()), seed)
 
 
 def held_out_sample(config: SimConfig, seed: int):
     """The clean test sample ``(X_test, t_test)`` on which a run of ``config`` with ``seed`` measures
     ``test_acc`` (where :func:`uses_test_sample`)."""
     config = config.validate()
-    X, t = _test_samples(_keys([seed]), _mixture(config), size=config.test_size, dtype=config.dtype)
-    return X[0], t[0]
+    return data.test_sample(draw_plan(config), seed, config.test_size)
 
 
-def _data(config, keys, mixture):
-    return _seed_data(keys, mixture, jnp.asarray(config.init_scale, config.dtype), model=model_of(config),
-                      n=config.n, noise=config.noise, dtype=config.dtype)
-
-
-def training_sets(config: SimConfig, seeds=None):
+def training_sets(config: SimConfig, seeds=None, *, model=None):
     """The training sets and initial parameters of the seeds of ``config`` (default: all).
 
     Returns ``(Dataset, params0)`` with a leading seed axis on every array: exactly what
-    :func:`simulate` trains on."""
+    :func:`simulate` trains on (``model``: as in :func:`simulate`)."""
     config = config.validate()
-    seeds = config.seeds if seeds is None else np.asarray(seeds)
-    ds, params0, _ = _data(config, _keys(seeds), _mixture(config))
-    return ds, params0
+    model = model_of(config, model)
+    d = data.draw_seeds(draw_plan(config, model), model, config.seeds if seeds is None else np.asarray(seeds))
+    return d.train, d.params0
 
 
 def training_data(config: SimConfig, seed: int) -> Dataset:
     """The exact training set a run of ``config`` with ``seed`` trains on."""
-    config = config.validate()
-    k_data, _, _ = jax.random.split(jax.random.PRNGKey(seed), 3)
-    ds = _sample_of(model_of(config), k_data, _mixture(config), config.n, config.noise, jnp.dtype(config.dtype))
-    return ds._replace(rate=float(np.mean(np.asarray(ds.mask))))
+    return data.training_sample(draw_plan(config.validate()), seed)
 
 
-def initial_params(config: SimConfig, seed: int):
-    """The initial parameters of a run of ``config`` with ``seed`` (``model.init``)."""
+def initial_params(config: SimConfig, seed: int, *, model=None):
+    """The initial parameters of a run of ``config`` with ``seed`` (``model.init``; ``model``: as
+    in :func:`simulate`)."""
     config = config.validate()
-    _, k_init, _ = jax.random.split(jax.random.PRNGKey(seed), 3)
-    return model_of(config).init(k_init, config.data.d, scale=float(config.init_scale), dtype=jnp.dtype(config.dtype))
+    model = model_of(config, model)
+    return data.initial_params(draw_plan(config, model), model, seed)
 
 
 def mean_classifier_accuracy(config: SimConfig, seeds=None) -> np.ndarray:
@@ -260,8 +153,10 @@ def mean_classifier_accuracy(config: SimConfig, seeds=None) -> np.ndarray:
 # ----------------------------------------------------------------------------- planning
 
 
-def backend_of(config: SimConfig, name: str) -> str:
+def backend_of(config: SimConfig, name: str, model=None) -> str:
     """``"linear"`` where the linear backend applies to method ``name`` of ``config``, else ``"scan"``."""
+    if config.model == "generic":
+        return "scan"
     full_batch = config.batch_size in (0, config.n)
     ok = full_batch and not uses_test_sample(config) and linear.kind(model_of(config), METHOD_CLASSES[name]) is not None
     return "linear" if ok else "scan"
@@ -274,8 +169,12 @@ def _trains_once(config, name, backend):
     return not trains_with_rho(config, name)
 
 
-def _num_params(config: SimConfig) -> int:
+def _num_params(config: SimConfig, model=None) -> int:
     d = config.data.d
+    if config.model == "generic":  # shapes only: model.init is traced abstractly, nothing is computed
+        shapes = jax.eval_shape(lambda k: model_of(config, model).init(k, d, scale=1.0, dtype=jnp.dtype(config.dtype)),
+                                jax.random.PRNGKey(0))
+        return int(sum(np.prod(a.shape) for a in jax.tree_util.tree_leaves(shapes)))
     if config.model == "mlp":
         h1, h2 = config.hidden, config.hidden2
         return h1 * d + (h2 * h1 + h2 if h2 else h1)
@@ -284,22 +183,24 @@ def _num_params(config: SimConfig) -> int:
     return d if config.model == "logreg" else config.hidden * (d + 1)
 
 
-def estimate_memory(config: SimConfig, keep_params: bool = False) -> dict:
+def estimate_memory(config: SimConfig, keep_params: bool = False, *, model=None) -> dict:
     """Bytes a sweep of ``config`` needs: per seed chunk on the device (data, Gram matrices,
     recorded metrics and parameters) and on the host (every seed's metrics and parameters).
-    An estimate (within a small factor), for refusing a sweep that cannot fit before any work."""
+    An estimate (within a small factor), for refusing a sweep that cannot fit before any work
+    (``model``: as in :func:`simulate`)."""
     isz = np.dtype(config.dtype).itemsize
     S = config.num_seeds
     chunk = min(config.seed_chunk or S, S)
     n, d, T = config.n, config.data.d, len(record_steps(config))
     names = DLN_METRICS if config.model in ("dln", "mlp") else METRICS
     P = len(config.methods) * len(config.rhos)
+    num_params = _num_params(config, model)
     per_seed_data = (2 * n * d + 2 * n * n + 4 * n) * isz
-    if uses_test_sample(config):
+    if uses_test_sample(config, model):
         per_seed_data += config.test_size * (d + 1) * isz
     per_seed_data += config.validation_size * (d + 1 + n) * isz  # the sample, and K_v (dual form)
-    per_seed_out = P * T * len(names) * isz + (P * T * _num_params(config) * isz if keep_params else 0)
-    per_seed_work = 4 * len(config.rhos) * (n + _num_params(config)) * isz * max(len(config.methods), 1)
+    per_seed_out = P * T * len(names) * isz + (P * T * num_params * isz if keep_params else 0)
+    per_seed_work = 4 * len(config.rhos) * (n + num_params) * isz * max(len(config.methods), 1)
     device = chunk * (per_seed_data + 2 * per_seed_out + per_seed_work)
     host = S * per_seed_out + device
     return dict(device=int(device), host=int(host), chunk=int(chunk))
@@ -316,9 +217,9 @@ def _available_memory() -> int:
     return int(min(total, limit)) if limit else int(total)
 
 
-def check_memory(config: SimConfig, keep_params: bool = False) -> None:
+def check_memory(config: SimConfig, keep_params: bool = False, *, model=None) -> None:
     """Refuse (ValueError, with the estimate) a sweep that cannot fit in memory."""
-    est = estimate_memory(config, keep_params)
+    est = estimate_memory(config, keep_params, model=model)
     avail = _available_memory()
     need = max(est["host"], est["device"])
     if need > 0.8 * avail:
@@ -332,13 +233,26 @@ def check_memory(config: SimConfig, keep_params: bool = False) -> None:
 # ----------------------------------------------------------------------------- the engine
 
 
-def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | None = None, backend: str = "auto",
+def simulate(config: SimConfig, *, model=None, keep_params: bool = False, progress: bool | None = None, backend: str = "auto",
              form: str = "auto", devices=None, precision: str | None = "highest", seed_block: int | None = None
              ) -> SweepResult:
     r"""Run a whole sweep (methods x rhos x seeds): the one engine.
 
     Args:
-      config: the :class:`SimConfig` (validated again here, and its memory estimated).
+      config: the :class:`SimConfig` (validated again here, and its memory estimated): the data,
+        noise, methods, rhos, seeds and steps, and the model's name.
+      model: only for ``config.model = "generic"``, and then required: the model value, a
+        :class:`linsam.models.Generic` (e.g. a Flax module's ``apply`` and ``init``, or any
+        pytree model) with an ``init(key, d, *, scale, dtype)`` and binary output
+        (``num_classes`` None). It is an argument, not a config field, because a config is
+        static data: hashed into the results' content hash, written to ``config.json`` and the
+        netCDF attributes, read back by :meth:`SweepResult.load` and the command line; a callable
+        survives none of these. The config records ``model = "generic"``, saying the model came
+        from code. It runs on the generic scan backend, ``test_acc`` on the clean held-out
+        sample, ``val_acc`` on the noisy validation sample, like the MLP. Refused (ValueError
+        naming ``model``): a model for a named config model, a generic config without one, a
+        model that is not a ``Generic``, without ``init``, or with K classes; and
+        ``backend="linear"``.
       keep_params: also return the parameters at every record step (memory:
         methods x rhos x seeds x records x params; for small runs and tests).
       progress: print one line per seed chunk to stderr (default: when the sweep has more
@@ -360,13 +274,17 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
     config = config.validate()
     from linsam._src.validate import check_method
 
+    model = model_of(config, model)
     check_method(backend, BACKENDS, "backend")
     check_method(form, linear.FORMS, "form")
     check_method(precision, linear.PRECISIONS, "precision")
     dtype = jnp.dtype(config.dtype)
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype 'float64' needs jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
-    check_memory(config, keep_params)
+    if backend == "linear" and config.model == "generic":
+        raise ValueError("backend 'linear' needs a built-in linear model (closed forms that reweight examples); "
+                         "model=Generic(...) runs on the generic backend: use backend='auto' or 'scan'")
+    check_memory(config, keep_params, model=model)
     backends = {m: backend_of(config, m) for m in config.methods}
     if backend == "linear":
         bad = [m for m, b in backends.items() if b != "linear"]
@@ -380,21 +298,16 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
     if devices is None and jax.process_count() == 1:  # no device repeats a padded seed's work
         devices = jax.devices()[: max(1, min(chunk, jax.device_count()))]
     mesh = run_mesh(devices)
-    mixture = _mixture(config)
-    needs_test = uses_test_sample(config)
+    plan = draw_plan(config, model)
     chunks = [seeds[i : i + chunk] for i in range(0, len(seeds), chunk)]
     if progress is None:
         progress = len(chunks) > 1
     t0, c0 = time.perf_counter(), time.process_time()
     parts = []
     for ch in chunks:
-        ds, params0, k_sgd = _data(config, _keys(ch, chunk), mixture)
-        test = _test_samples(_keys(ch, chunk), mixture, size=config.test_size, dtype=config.dtype) if needs_test \
-            else None
-        val = _val_data(config, _keys(ch, chunk), mixture)
-        ms, ps = _train_chunk(config, backends, ds, params0, k_sgd, mixture, keep_params, form, mesh, precision,
-                              seed_block, test=test, val=val)
-        parts.append((ms, ps, np.asarray(ds.rate), len(ch)))
+        draws = data.draw_seeds(plan, model, ch, chunk)  # everything the chunk's seeds draw, asked once
+        ms, ps = _train_chunk(config, model, backends, draws, keep_params, form, mesh, precision, seed_block)
+        parts.append((ms, ps, np.asarray(draws.train.rate), len(ch)))
         if progress:
             done = sum(p[3] for p in parts)
             el = time.perf_counter() - t0
@@ -413,15 +326,15 @@ def simulate(config: SimConfig, *, keep_params: bool = False, progress: bool | N
     noise_rate = np.concatenate([p[2][: p[3]] for p in parts])
     axes = dict(rule=list(config.methods), rho=np.asarray(config.rhos, float), seed=seeds, step=record_steps(config))
     return SweepResult(config=config, axes=axes, metrics=metrics, noise_rate=noise_rate,
-                       bayes_acc=_bayes_accuracy(config), elapsed_s=elapsed, cpu_s=cpu,
+                       bayes_acc=data.bayes_accuracy(plan), elapsed_s=elapsed, cpu_s=cpu,
                        params=params, backend=backends)
 
 
-def _train_chunk(config, backends, ds, params0, k_sgd, mixture, keep_params, form, mesh, precision, seed_block,
-                 test=None, val=None):
-    """Every method on one chunk of seeds -> metrics name -> ``(rule, rho, seed, T)``, params
-    (``test``: the chunk's clean test samples, or None for the population accuracy; ``val``: the
-    chunk's validation samples ``(X_val, noisy t_val)``)."""
+def _train_chunk(config, model, backends, draws, keep_params, form, mesh, precision, seed_block):
+    """Every method on one chunk of seeds (``draws``: :class:`linsam._src.data.SeedDraws`; its
+    ``test`` is None where the population accuracy is exact) -> metrics name ->
+    ``(rule, rho, seed, T)``, params."""
+    ds, params0, k_sgd, test, val, mixture = draws
     R = len(config.rhos)
     rhos = np.asarray(config.rhos, float)
     out = {}
@@ -439,7 +352,7 @@ def _train_chunk(config, backends, ds, params0, k_sgd, mixture, keep_params, for
         value = method_value(config, m, jnp.asarray(train_rhos, dt))
         if once:  # no leaf depends on rho: give each leaf a run axis of length 1
             value = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dt)[None], value)
-        fn = scan.program(model_of(config), _record_sizes(config), config.batch_size, bool(keep_params), mesh)
+        fn = scan.program(model, _record_sizes(config), config.batch_size, bool(keep_params), mesh)
         # with a test sample the mixture is not read: pass None, so one compilation serves every data kind
         ms, ps = fn(params0, ds.X, ds.noisy, ds.mask, k_sgd, value, jnp.asarray(metric_rhos, dt),
                     mixture if test is None else None, jnp.asarray(config.lr, dt), test, val)

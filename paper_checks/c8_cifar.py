@@ -214,6 +214,51 @@ def proxy_summary(data: dict, source: str = "") -> str | None:
             f"accuracy, mean [95% CI over seeds]: {'; '.join(parts)}{sgd_fell}")
 
 
+#: The CPU study (``linsam cifar-study``, issue 20): both depths, every method tuned on validation.
+CPU_STUDY_RESULTS = CPU_PROXY_RESULTS.parent / "study" / "study.json"
+#: How the paper's numbers are reported (a secondary source; THEORY.md).
+PAPER_SOURCE = "the paper's table (ResNet-18, best test accuracy), as reported by a secondary source"
+
+
+def study_summary(rep: dict, source: str = "") -> str:
+    """The CPU study beside the paper: per depth, gains over tuned SGD (validation-selected) and the
+    fractions of 1-SAM's gain kept by J-SAM, L-SAM and the regulariser, with the paper's values, and
+    1-SAM / J-SAM against the best simple control (TOST)."""
+    pg, pf = rep.get("paper_gains") or {}, rep.get("paper_fractions") or {}
+    parts = []
+    for d, z in (rep.get("depths") or {}).items():
+        rows = z.get("rows") or {}
+
+        def gain(m):
+            g = (rows.get(m) or {}).get("gain_over_tuned_sgd")
+            if not g or _num(g.get("mean")) is None:
+                return "n/a"
+            paper = f"; paper {pg[m]:+.1f}" if m in pg else ""
+            return f"{100 * g['mean']:+.1f} pp {_bounds(g, lambda v: f'{100 * v:+.1f}')}{paper}"
+
+        def frac(m):
+            f = (z.get("fractions_of_1sam_gain") or {}).get(m)
+            if not f or _num(f.get("estimate")) is None:
+                return "n/a"
+            base = m.replace("_at_1sam", "")
+            paper = f"; paper {pf[base]:.2f}" if base in pf else ""
+            return f"{f['estimate']:.2f} {_bounds(f, lambda v: f'{v:.2f}')}{paper}"
+
+        best = z.get("best_simple_control")
+        tost = "; ".join(f"{NAMES.get(k.replace('_at_1sam', ''), k)}{' at 1-SAM rho' if k.endswith('_at_1sam') else ''} "
+                         f"minus {NAMES.get(v.get('vs'), v.get('vs'))} {100 * v['mean']:+.1f} pp: {v['verdict']}"
+                         for k, v in (z.get("tost") or {}).items() if _num(v.get("mean")) is not None)
+        parts.append(f"depth {d}: gain over tuned SGD (validation-selected): 1-SAM {gain('one_sam')}, J-SAM "
+                     f"{gain('jsam')}, L-SAM {gain('lsam')}, J-reg-fixed {gain('jreg_fixed')}; fraction of 1-SAM's "
+                     f"gain: J-SAM {frac('jsam_at_1sam') if 'jsam_at_1sam' in (z.get('fractions_of_1sam_gain') or {}) else frac('jsam')}, "
+                     f"L-SAM {frac('lsam_at_1sam') if 'lsam_at_1sam' in (z.get('fractions_of_1sam_gain') or {}) else frac('lsam')}, "
+                     f"J-reg-fixed {frac('jreg_fixed')}; best simple control {NAMES.get(best, best)}: {tost}")
+    cfg = rep.get("config") or {}
+    return (f"CPU study ({source}; MLP width {cfg.get('width')}, {cfg.get('n_train')} training + {cfg.get('n_val')} "
+            f"validation images, {cfg.get('epochs')} epochs, report seeds {cfg.get('report_seeds')}; beside "
+            f"{PAPER_SOURCE}): " + " | ".join(parts))
+
+
 def _bounds(ci: dict, fmt) -> str:
     """``[lo, hi]``, or why there is none (a bound is null in strict JSON where it is undefined:
     one seed gives no interval)."""
@@ -236,6 +281,12 @@ def measure(ctx, cfg: dict) -> dict:
                 out["proxy_source"] = _display(proxy)
             except ValueError as err:  # a damaged shipped file must not hide the verdict: say so
                 out["proxy"] = f"CPU proxy unreadable ({err})"
+        study = Path(cfg.get("cpu_study") or (Path(default_proxy()).parent / "study" / "study.json"))
+        if study.is_file():
+            try:
+                out["study"] = study_summary(read_results_file(study), _display(study))
+            except (ValueError, KeyError, TypeError) as err:
+                out["study"] = f"CPU study unreadable ({err})"
         return out
     try:
         return read_results(read_results_file(path), str(path))
@@ -324,6 +375,8 @@ def evaluate(m: dict, cfg: dict) -> ClaimResult:
         measured = m.get("reason", "not available")
         if m.get("proxy"):
             measured = f"{measured}. {m['proxy']}"
+        if m.get("study"):
+            measured = f"{measured}. {m['study']}"
         return ClaimResult.from_spec(SPEC, regime="CIFAR-10, ResNet-18, 30% symmetric noise (GPU)",
                                      measured=measured, estimate=None, ci=None,
                                      verdict=NOT_RUN, details=m, expected=expected)

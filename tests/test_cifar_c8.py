@@ -140,3 +140,32 @@ def test_check_command_exits_nonzero_on_a_bad_file(tmp_path, capsys):
     good = write(tmp_path, results())
     assert cli.main(["check", "C8", "--tiny", "-q", "--cifar-results", str(good)]) == 0
     assert re.search(r"^C8 +holds +no  ", capsys.readouterr().out, re.M)
+
+
+def test_c8_reads_the_cpu_study_beside_the_papers_numbers(tmp_path):
+    """The CPU study (issue 20) in C8's measured text: gains over tuned SGD and fractions of 1-SAM's
+    gain with their intervals, the paper's values beside them, and the TOST verdicts."""
+    import json
+
+    from paper_checks import c8_cifar as c8
+    from linsam.cifar.study import PAPER
+
+    g = lambda m, lo, hi: {"mean": m, "lo": lo, "hi": hi, "n": 5}  # noqa: E731
+    rep = {"config": {"width": 512, "n_train": 10000, "n_val": 5000, "epochs": 15, "report_seeds": [0, 1, 2, 3, 4]},
+           "paper_gains": {m: PAPER[m] - PAPER["gd"] for m in PAPER if m != "gd"},
+           "paper_fractions": {m: (PAPER[m] - PAPER["gd"]) / (PAPER["one_sam"] - PAPER["gd"])
+                               for m in ("jsam", "lsam", "jreg_fixed")},
+           "depths": {"1": {"rows": {"one_sam": {"gain_over_tuned_sgd": g(0.031, 0.01, 0.05)},
+                                     "jsam": {"gain_over_tuned_sgd": g(0.03, 0.01, 0.05)}},
+                            "fractions_of_1sam_gain": {"jsam_at_1sam": {"estimate": 0.9, "lo": 0.5, "hi": 1.3, "n": 5}},
+                            "best_simple_control": "gce",
+                            "tost": {"one_sam": {"vs": "gce", "mean": 0.004, "verdict": "inconclusive"}}}}}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(rep))
+    out = c8.measure(type("Ctx", (), {"cifar_results": None})(), {"cpu_study": str(path)})
+    text = out["study"]
+    assert "+3.1 pp [+1.0, +5.0]; paper +17.0" in text and "0.90 [0.50, 1.30]; paper 0.98" in text
+    assert "inconclusive" in text and "depth 1" in text
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1]")
+    assert "unreadable" in c8.measure(type("Ctx", (), {"cifar_results": None})(), {"cpu_study": str(bad)})["study"]

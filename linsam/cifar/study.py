@@ -732,5 +732,7 @@ def write(rep: dict, out, *, smoke: bool = False) -> None:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "study.json", json.dumps(rep, indent=1, default=float))
+    from linsam._src.atomic import strict_json
+
+    atomic_write_text(out / "study.json", strict_json(rep, indent=1) + "\n")  # strict: non-finite -> null
     atomic_write_text(out / "study.md", markdown(rep, smoke=smoke))

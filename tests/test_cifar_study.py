@@ -66,3 +66,14 @@ def test_cli_refuses_an_unknown_preset(tmp_path, capsys):
 
     assert main(["cifar-study", "--preset", "nope", "--out", str(tmp_path / "o"), "--work-dir", str(tmp_path / "w")]) == 2
     assert "--preset" in capsys.readouterr().err
+
+
+def test_grid_extension_never_passes_a_bounded_knob():
+    """Label smoothing's eps < 1 and GCE's q <= 1: an edge at the top approaches the bound instead of
+    doubling past it (the full study once asked for eps = 1.2 and stopped)."""
+    from linsam.cifar.study import extension
+
+    assert extension("label_smoothing", {"knob": (0.6,), "edges": {"eps": "high"}}, {(0.4,), (0.6,)}) == (0.8,)
+    assert extension("gce", {"knob": (0.7,), "edges": {"q": "high"}}, {(0.5,), (0.7,)}) == (1.0,)
+    assert extension("gce", {"knob": (1.0,), "edges": {"q": "high"}}, {(0.7,), (1.0,)}) is None
+    assert extension("label_smoothing", {"knob": (0.1,), "edges": {"eps": "low"}}, {(0.1,), (0.2,)}) == (0.05,)

@@ -414,6 +414,11 @@ def select(cfg: StudyConfig, family: str, runs: dict) -> dict:
             "unstable": {Setting(family, k).text(): v for k, v in unst.items()}, "edges": edges}
 
 
+#: Upper bounds of bounded knobs: label smoothing's eps < 1 (1 is uniform targets, no signal: the
+#: extension halves the gap to 1 instead of doubling), GCE's q <= 1 (q = 1 is the MAE limit).
+KNOB_MAX = {"eps": 1.0, "q": 1.0}
+
+
 def extension(family: str, tuned: dict, tried) -> tuple | None:
     """The next knob to try when the selected value sits at a grid edge: along the first edge
     axis, x2 past the high end or /2 past the low end (:func:`linsam.selection.next_rho`);
@@ -429,6 +434,12 @@ def extension(family: str, tuned: dict, tried) -> tuple | None:
         v = selection.next_rho(vals, edge)
         if v is None:
             continue
+        top = KNOB_MAX.get(name)
+        if top is not None and v > top:  # a bounded knob: approach the bound, never pass it
+            last = vals[-1]
+            if last >= top or (name == "eps" and top - last < 0.05):
+                continue
+            v = top if name == "q" else (last + top) / 2.0
         new = tuple(v if i == j else x for i, x in enumerate(knob))
         if new not in tried:
             return new

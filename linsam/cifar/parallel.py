@@ -49,7 +49,8 @@ def data_mesh(devices: int | None = None) -> Mesh | None:
     devs = jax.devices()
     if devices is not None:
         if isinstance(devices, bool) or not isinstance(devices, (int, np.integer)) or not 1 <= devices <= len(devs):
-            raise ValueError(f"--devices must be an integer in [1, {len(devs)}] (the devices JAX sees), got {devices!r}")
+            raise ValueError(f"--devices must be an integer in [1, {len(devs)}] (the devices JAX sees), "
+                             f"got {devices!r}")
         if jax.process_count() > 1 and devices != len(devs):
             raise ValueError(f"--devices: a multi-process run uses every device ({len(devs)}), got {devices}")
         devs = devs[:devices]

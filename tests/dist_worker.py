@@ -5,10 +5,11 @@ Not a test module: run as ``python tests/dist_worker.py --devices K --out DIR [-
 (``--xla_force_host_platform_device_count``) before JAX starts, joins the multi-process
 runtime when asked, then (every process, same arguments)
 
-* trains the tiny CIFAR setup of tests/test_cifar.py (ReLU MLP on 8x8 images, batch 16, 4
-  steps) for gd, nsam and one_sam through :func:`linsam.cifar.train.run` (data parallel over
-  every device of every process; process 0 writes), and with ``--bn`` the width-4 ResNet-6
-  with BatchNorm for gd and nsam;
+* trains a tiny CIFAR setup (8x8 images, batch 16, 4 steps) through
+  :func:`linsam.cifar.train.run` (data parallel over every device of every process; process 0
+  writes): a ReLU MLP for gd and nsam, the width-4 ResNet-6 with LayerNorm for one_sam (the
+  autodiff per-example path, chunks of 2), and with ``--bn`` the ResNet-6 with BatchNorm for
+  gd and nsam;
 * runs small sweeps (:func:`linsam.simulate`, ``--sweeps``: logreg on the linear backend, the
   DLN on the scan backend; 3 seeds, 2 rhos, float64) whose seed axis the engine puts on the
   global mesh.
@@ -84,7 +85,8 @@ def cfg(method, **kw):
 
 out = Path(args.out)
 summary = {"devices": np.asarray(jax.device_count()), "processes": np.asarray(jax.process_count())}
-runs = {"mlp": [cfg(m) for m in ("gd", "nsam", "one_sam")]}
+runs = {"mlp": [cfg(m) for m in ("gd", "nsam")],
+        "res": [cfg("one_sam", arch="resnet", depth=6, width=4, norm="layer")]}
 if args.bn:
     runs["bn"] = [cfg(m, arch="resnet", depth=6, width=4, norm="batch") for m in ("gd", "nsam")]
 for tag, configs in runs.items():

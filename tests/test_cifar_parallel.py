@@ -6,7 +6,7 @@ subprocesses (tests/dist_worker.py) with ``--xla_force_host_platform_device_coun
 processes of the multi-host run meet at a coordinator on 127.0.0.1 (a free port), with bounded
 timeouts, and both are killed when either fails. Tolerances: the CIFAR runs are float32 and a
 split batch sums in another order (a relative 1e-4 bound on every parameter and metric after
-4 steps; measured: 2e-7 without, 3e-6 with BatchNorm); the sweep is float64 with no
+4 steps; measured: 2e-7 on the MLP, 2e-5 for 1-SAM on the ResNet, 3e-6 with BatchNorm); the sweep is float64 with no
 cross-device reduction (1e-12).
 """
 
@@ -90,7 +90,7 @@ def max_rel_diff(a: dict, b: dict, prefix: str) -> float:
     return worst
 
 
-GROUPS = ("mlp/gd", "mlp/nsam", "mlp/one_sam")
+GROUPS = ("mlp/gd", "mlp/nsam", "res/one_sam")
 
 
 def _check(one, other, label, sweeps=("logreg",)):
@@ -107,13 +107,13 @@ def _check(one, other, label, sweeps=("logreg",)):
 
 def test_two_processes_of_two_devices_equal_one_device(tmp_path):
     """Two processes on localhost (2 CPU devices each, one global mesh of 4): the CIFAR step
-    (gd, nsam, one_sam with chunks, data parallel; process 0 writes) and a sweep (seed axis on
+    (gd, nsam; one_sam on the ResNet with chunks, data parallel; process 0 writes) and a sweep (seed axis on
     the global mesh) equal one device's, within float32 rounding (the sweep: float64)."""
     one = launch(tmp_path / "one", devices=1)
     two_by_two = launch(tmp_path / "two", devices=2, processes=2)
     assert int(one["devices"]) == 1 and int(two_by_two["processes"]) == 2
     _check(one, two_by_two, "2 processes x 2 devices")
-    assert sorted(p.name for p in (tmp_path / "two" / "mlp").iterdir()) == ["gd", "nsam", "one_sam", "results.json"]
+    assert sorted(p.name for p in (tmp_path / "two" / "mlp").iterdir()) == ["gd", "nsam", "results.json"]
 
 
 @pytest.mark.slow
@@ -159,3 +159,60 @@ def test_a_batch_that_does_not_split_over_the_devices_is_refused(capsys):
     parallel.check_split(T.CifarConfig(batch_size=128, eval_batch_size=1000), 8)  # the paper's: fine
     assert main(["cifar", "--preset", "tiny", "--out", "unused", "--devices", "2"]) == 2
     assert "--devices must be an integer in [1, 1]" in capsys.readouterr().err
+
+
+TINY_SWEEP = """
+name = "tiny_dist"
+methods = ["gd", "one_sam", "nsam"]
+rhos = [0.0, 0.7]
+num_seeds = 3
+n = 12
+steps = 6
+record_every = 2
+record_dense = 2
+lr = 0.5
+init_scale = 1.0
+hidden = 3
+model = "dln"
+dtype = "float64"
+[data]
+kind = "isotropic"
+d = 5
+mean_norm = 1.0
+sigma = 0.8
+[noise]
+kind = "symmetric"
+rate = 0.25
+"""
+
+
+@pytest.mark.slow
+def test_linsam_simulate_on_two_processes_saves_the_one_process_result(tmp_path):
+    """``linsam simulate --coordinator ... --num-processes 2 --process-id I`` (2 CPU devices each):
+    process 0 saves, and the saved sweep equals one process's (float64)."""
+    from linsam._src.engine.results import SweepResult
+
+    (tmp_path / "tiny.toml").write_text(TINY_SWEEP)
+    code = "import sys; from linsam.cli import main; sys.exit(main())"
+    base = [sys.executable, "-c", code, "simulate", "--config", str(tmp_path / "tiny.toml")]
+    env = dict(_env(), JAX_PLATFORMS="cpu")
+    one = subprocess.run(base + ["--out", str(tmp_path / "one")], env=dict(env, LINSAM_CPU_DEVICES="1"),
+                         capture_output=True, text=True, timeout=LIMIT_S)
+    assert one.returncode == 0, one.stderr[-2000:]
+    port = _free_port()
+    procs = [subprocess.Popen(base + ["--out", str(tmp_path / "two"), "--coordinator", f"127.0.0.1:{port}",
+                                      "--num-processes", "2", "--process-id", str(i), "--init-timeout", "60"],
+                              env=dict(env, LINSAM_CPU_DEVICES="2"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for i in range(2)]
+    try:
+        outs = [p.communicate(timeout=LIMIT_S)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "saved" in outs[0] and "saved" not in outs[1], outs  # process 0 alone saves
+    a, b = SweepResult.load(tmp_path / "one"), SweepResult.load(tmp_path / "two")
+    for k in a.metrics:
+        np.testing.assert_allclose(b.metrics[k], a.metrics[k], rtol=1e-12, atol=1e-14, err_msg=k)

@@ -27,7 +27,8 @@ from linsam.cifar.programs import (COMPILE_EVENTS, TrainState, _block_flops, _co
                                    method_chunks, method_hyper, method_value, model_arch_name, program_spec,
                                    prop41_coefficients, rule_model, rule_spec)
 from linsam.cifar.resnet import count_params, head_kernel, init_variables
-from linsam.cifar.results import (_atomic_write_bytes, _read_method_results, _seed_dir, _versions, aggregate, aggregate_seeds,
+from linsam.cifar.results import (_atomic_write_bytes, _read_method_results, _seed_dir, _versions, aggregate,
+                                  aggregate_seeds,
                                   device_description, draw_figure, draw_seed_figure, summarize, write_json_atomic)
 from linsam.cifar.small import init_small_variables
 
@@ -255,7 +256,8 @@ class Trainer:
             "train_acc_noisy_true": mean_or_nan(tr_hit_true[mask]),
             "train_loss_clean": mean_or_nan(tr_loss[~mask]),
             "train_loss_noisy": mean_or_nan(tr_loss[mask]),
-            "last_layer_norm": float(np.linalg.norm(np.asarray(parallel.to_host(head_kernel(state.params)), np.float64))),
+            "last_layer_norm": float(np.linalg.norm(np.asarray(parallel.to_host(head_kernel(state.params)),
+                                                               np.float64))),
             "feature_norm": mean_or_nan(fn),
             "n_eval_train": int(n_eval),
         }

@@ -90,6 +90,8 @@ def _simulate(args) -> int:
         res = sim.simulate(cfg, progress=True)
         if is_primary():
             res.save(out)
+    if not is_primary():
+        return 0  # process 0 saves and reports
     _print_summary(res)
     print(f"saved {out}/results.nc and config.json ({res.elapsed_s:.1f} s)")
     return 0

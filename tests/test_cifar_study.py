@@ -42,6 +42,10 @@ def test_tiny_study_every_method_selects_on_validation_and_resumes(tmp_path):
     assert t["extensions"] == 1 and len(t["curve"]) == 3
     assert rep["depths"]["1"]["tost"]["one_sam"]["verdict"] in ("better", "equivalent", "worse", "inconclusive")
     S.write(rep, tmp_path / "out", smoke=True)
+    from linsam.cifar.plot import plot_study
+
+    fig = plot_study(rep, tmp_path / "out" / "study.png")
+    assert (tmp_path / "out" / "study.png").stat().st_size > 10_000 and len(fig.axes) == 2  # depth 1 + the paper panel
     assert "SMOKE RUN" in (tmp_path / "out" / "study.md").read_text()
     again = S.Study(cfg, ds, tmp_path / "work", say=lambda *a, **k: None)
     rep2 = again.run()

@@ -117,3 +117,58 @@ def _save(fig, path):
         finally:
             plt.close(fig)
     return fig
+
+
+def plot_study(rep: dict, path: str | Path | None = None):
+    """The CPU study (``linsam cifar-study``, :mod:`linsam.cifar.study`): one panel per depth with
+    every report row's validation-selected test accuracy (mean, 95% CI over the report seeds; grey
+    tick: the oracle peak), tuned SGD's level dashed; a last panel with the gains over SGD of
+    1-SAM, J-SAM, L-SAM and the fixed regulariser, ours (per depth, with CIs) beside the paper's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    depths = list(rep["depths"])
+    fig, axes = plt.subplots(1, len(depths) + 1, figsize=(4.6 * (len(depths) + 1), 4.2))
+    for ax, d in zip(axes, depths):
+        rows = rep["depths"][d]["rows"]
+        names = list(rows)
+        for i, k in enumerate(names):
+            s = rows[k]["selected"]
+            lo, hi = s.get("lo"), s.get("hi")
+            err = None if lo is None or hi is None else [[100 * (s["mean"] - lo)], [100 * (hi - s["mean"])]]
+            col = "C3" if k == "one_sam" else "0.35" if k.startswith("gd") else "C0"
+            ax.errorbar(i, 100 * s["mean"], yerr=err, fmt="o", color=col, capsize=3, ms=5)
+            ax.plot(i + 0.25, 100 * rows[k]["oracle"]["mean"], "_", color="0.5", ms=7)
+        ax.axhline(100 * rows["gd"]["selected"]["mean"], color="0.35", ls="--", lw=0.8)
+        ax.set_xticks(range(len(names)), [rows[k]["label"] for k in names], rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"MLP, {d} hidden layer(s): validation-selected test acc.", fontsize=9)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    ax = axes[-1]
+    show = [m for m in ("one_sam", "jsam", "lsam", "jreg_fixed")]
+    width = 0.8 / (len(depths) + 1)
+    pg = rep.get("paper_gains") or {}
+    for j, d in enumerate(depths):
+        rows = rep["depths"][d]["rows"]
+        for i, m in enumerate(show):
+            g = (rows.get(m) or {}).get("gain_over_tuned_sgd")
+            if not g or g.get("mean") is None:
+                continue
+            lo, hi = g.get("lo"), g.get("hi")
+            err = None if lo is None or hi is None else [[100 * (g["mean"] - lo)], [100 * (hi - g["mean"])]]
+            ax.bar(i + j * width, 100 * g["mean"], width, yerr=err, color=f"C{j}", capsize=2,
+                   label=f"ours, depth {d}" if i == 0 else None)
+    ax.bar(np.arange(len(show)) + len(depths) * width, [pg.get(m, np.nan) for m in show], width, color="0.6",
+           label="paper (ResNet-18, secondary source)")
+    ax.axhline(0, color="0.2", lw=0.6)
+    ax.set_xticks(np.arange(len(show)) + width * len(depths) / 2, ["1-SAM", "J-SAM", "L-SAM", "reg. (fixed)"],
+                  fontsize=8)
+    ax.set_ylabel("gain over SGD (points)")
+    ax.set_title("gain over SGD: ours vs the paper", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

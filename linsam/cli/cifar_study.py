@@ -76,6 +76,9 @@ def main(args: argparse.Namespace) -> int:
     say = (lambda *a, **k: None) if args.quiet else print
     rep = S.Study(cfg, ds, work, say=say).run()
     S.write(rep, out, smoke=args.smoke or args.preset != "full")
+    from linsam.cifar.plot import plot_study
+
+    plot_study(rep, out / "study.png")
     if not args.quiet:
         print(S.markdown(rep, smoke=args.smoke or args.preset != "full"))
     return 0

@@ -54,7 +54,8 @@ SPEC = ClaimSpec(
 )
 
 NAMES = {"gd": "SGD", "one_sam": "1-SAM", "jsam": "J-SAM", "lsam": "L-SAM", "nsam": "n-SAM", "jreg": "J-reg",
-         "jreg_fixed": "reg (fixed)"}
+         "jreg_fixed": "reg (fixed)", "gce": "GCE (Zhang & Sabuncu 2018)", "label_smoothing": "label smoothing",
+         "weight_decay": "SGD + weight decay"}
 #: Method keys of results files written before the CIFAR module took the library's names.
 LEGACY_METHOD_KEYS = {"sgd": "gd", "reg": "jreg_fixed"}
 #: The two methods the claim compares: the SGD baseline and 1-SAM.

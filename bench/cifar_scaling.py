@@ -22,18 +22,14 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
 from linsam import rules  # noqa: E402
-from linsam.cifar import data as cdata  # noqa: E402
-from linsam.cifar import train as T  # noqa: E402
+from linsam.cifar.budget import measure_step_seconds  # noqa: E402
 
 PEAK_FLOPS = 67e12  # H200 float32 (no TF32), datasheet
 STEPS, EVAL_IMAGES, EPOCHS = 78_000, 20_000, 200  # 390 steps x 200 epochs; 10,000 test + 10,000 train per epoch
@@ -59,39 +55,16 @@ def main(argv=None) -> int:
         if a.out:
             Path(a.out).write_text(json.dumps(info, indent=1) + "\n")
         return 0
-    rng = np.random.default_rng(0)
-    n = a.batch * 2
-    ds = cdata.CIFAR10(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n, dtype=np.int32) % 10,
-                       rng.integers(0, 256, (a.batch, 32, 32, 3), dtype=np.uint8),
-                       np.arange(a.batch, dtype=np.int32) % 10, "synthetic", "synthetic", "jpeg")
     rows = {}
     scale = (64 / a.width) ** 2 * (128 / a.batch)
-    for m in a.methods.split(","):
-        cfg = T.validate_config(T.CifarConfig(method=m, width=a.width, depth=18, batch_size=a.batch,
-                                              chunk_size=None, epochs=1, log_every=1, eval_batch_size=a.batch,
-                                              augment=False))
-        tr = T.Trainer(cfg, T.prepare_data(ds, cfg), devices=1)
-        state = tr.init_state()
-        tr.calibrate(state)
-        plan = tuple(jnp.asarray(x[:1]) for x in tr.epoch_plan(0))
-        t0 = time.perf_counter()
-        exe = tr._executable(state, plan)
-        compile_s = time.perf_counter() - t0
-        ca = exe.cost_analysis()
-        ca = ca[0] if isinstance(ca, (list, tuple)) else ca
-        flops = float(ca["flops"]) * T.method_chunks(tr.method, a.batch)
-        state = exe(state, plan, tr.device_data, tr.hyper())
-        jax.block_until_ready(state.params)
-        times = []
-        for _ in range(a.steps):
-            t0 = time.perf_counter()
-            state = exe(state, plan, tr.device_data, tr.hyper())
-            jax.block_until_ready(state.params)
-            times.append(time.perf_counter() - t0)
-        rows[m] = {"step_s_cpu": float(np.median(times)), "gflop_step": flops / 1e9, "compile_s": compile_s,
+    meas = measure_step_seconds(a.methods.split(","), width=a.width, depth=18, batch=a.batch, chunk=None,
+                                steps=a.steps, devices=1)
+    for m, r in meas.items():
+        flops = r["gflop_step"] * 1e9
+        rows[m] = {"step_s_cpu": r["step_s"], "gflop_step": r["gflop_step"], "compile_s": r["compile_s"],
                    "gflop_step_w64_b128": flops * scale / 1e9}
         print(f"{m:10s} {rows[m]['step_s_cpu']:.3f} s/step here, {flops / 1e9:.2f} GFLOP/step "
-              f"(compile {compile_s:.0f} s)", flush=True)
+              f"(compile {r['compile_s']:.0f} s)", flush=True)
     info = {"host": platform.node(), "cpus": os.cpu_count(), "jax": jax.__version__, "width": a.width,
             "batch": a.batch, "methods": rows}
     estimate(rows, a.width, a.batch)

@@ -43,26 +43,36 @@ def forward_flops(width: int = 64, depth: int = 18, image: int = 32) -> float:
     return float(ca["flops"])
 
 
-def measure_step_seconds(methods, *, width=16, depth=18, batch=32, chunk=None, image=32, steps=3,
-                         verbose=True) -> dict:
-    """Seconds per training step of each method on this machine (compile excluded, median of
-    ``steps`` single-step blocks after one warm-up), on synthetic data of the given shape."""
+def synthetic_cifar(n_train: int, n_test: int, image: int = 32) -> cdata.CIFAR10:
+    """Random uint8 images with labels ``i % 10`` (seed 0): the shape of CIFAR-10 for cost measurements."""
     rng = np.random.default_rng(0)
-    n = batch * 2
-    ds = cdata.CIFAR10(rng.integers(0, 256, (n, image, image, 3), dtype=np.uint8), np.arange(n, dtype=np.int32) % 10,
-                       rng.integers(0, 256, (batch, image, image, 3), dtype=np.uint8),
-                       np.arange(batch, dtype=np.int32) % 10, "synthetic", "synthetic", "jpeg")
+    return cdata.CIFAR10(rng.integers(0, 256, (n_train, image, image, 3), dtype=np.uint8),
+                         np.arange(n_train, dtype=np.int32) % 10,
+                         rng.integers(0, 256, (n_test, image, image, 3), dtype=np.uint8),
+                         np.arange(n_test, dtype=np.int32) % 10, "synthetic", "synthetic", "jpeg")
+
+
+def measure_step_seconds(methods, *, width=16, depth=18, batch=32, chunk=None, image=32, steps=3,
+                         devices=None, verbose=True) -> dict:
+    """Seconds per training step of each method on this machine (compile excluded, median of
+    ``steps`` single-step blocks after one warm-up), on synthetic data of the given shape, over
+    ``devices`` (default: every device; :class:`linsam.cifar.train.Trainer`). Per method:
+    ``step_s``, ``compile_s`` and ``gflop_step`` (XLA's cost analysis of one step)."""
+    ds = synthetic_cifar(batch * 2, batch, image)
     out = {}
     for m in methods:
         cfg = T.validate_config(T.CifarConfig(method=m, width=width, depth=depth, batch_size=batch, chunk_size=chunk,
                                               epochs=1, log_every=1, eval_batch_size=batch, augment=False))
-        tr = T.Trainer(cfg, T.prepare_data(ds, cfg))
+        tr = T.Trainer(cfg, T.prepare_data(ds, cfg), devices=devices)
         state = tr.init_state()
         tr.calibrate(state)
         plan = tuple(jnp.asarray(a[:1]) for a in tr.epoch_plan(0))
         t0 = time.perf_counter()
         exe = tr._executable(state, plan)
         compile_s = time.perf_counter() - t0
+        ca = exe.cost_analysis()
+        ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+        flops = float(ca["flops"]) * T.method_chunks(tr.method, batch)  # the block program holds one chunk
         state = exe(state, plan, tr.device_data, tr.hyper())
         jax.block_until_ready(state.params)
         times = []
@@ -71,7 +81,7 @@ def measure_step_seconds(methods, *, width=16, depth=18, batch=32, chunk=None, i
             state = exe(state, plan, tr.device_data, tr.hyper())
             jax.block_until_ready(state.params)
             times.append(time.perf_counter() - t0)
-        out[m] = {"step_s": float(np.median(times)), "compile_s": compile_s}
+        out[m] = {"step_s": float(np.median(times)), "compile_s": compile_s, "gflop_step": flops / 1e9}
         if verbose:
             print(f"{m}: {out[m]['step_s']:.3f} s/step (compile {compile_s:.1f} s)", flush=True)
     return out
@@ -90,11 +100,7 @@ def program_costs(methods, *, width=64, depth=18, batch=128, chunk=64, compute_d
     On a CPU the memory numbers follow the CPU compiler's buffer assignment: an order of
     magnitude for a GPU, not its exact plan.
     """
-    rng = np.random.default_rng(0)
-    n = batch * 2
-    ds = cdata.CIFAR10(rng.integers(0, 256, (n, image, image, 3), dtype=np.uint8), np.arange(n, dtype=np.int32) % 10,
-                       rng.integers(0, 256, (eval_batch, image, image, 3), dtype=np.uint8),
-                       np.arange(eval_batch, dtype=np.int32) % 10, "synthetic", "synthetic", "jpeg")
+    ds = synthetic_cifar(batch * 2, eval_batch, image)
 
     def analyse(compiled, t):
         ca = compiled.cost_analysis()

@@ -358,10 +358,17 @@ class Method:
     knob: ClassVar[str | None] = None
     _leaves: ClassVar[tuple[str, ...]] = ()
     _static: ClassVar[tuple[str, ...]] = ()
+    #: Upper bounds of bounded leaves: field -> (bound, what the leaf is), checked like the lower bound 0.
+    _upper: ClassVar[dict[str, tuple[float, str]]] = {}
 
     def __post_init__(self):
         for field in self._leaves:
-            _check_hyper(getattr(self, field), field)
+            value = getattr(self, field)
+            _check_hyper(value, field)
+            if field in self._upper and not isinstance(value, jax.core.Tracer):
+                top, what = self._upper[field]
+                if np.any(np.asarray(value) > top):
+                    raise ValueError(f"{field} ({what}) must be in [0, {top:g}], got {value!r}")
         if "chunk_size" in self._static and self.chunk_size is not None:
             validate.check_positive_int(self.chunk_size, "chunk_size")
 
@@ -677,11 +684,7 @@ class LabelSmoothing(Method):
     name: ClassVar[str] = "label_smoothing"
     knob: ClassVar[str] = "eps"
     _leaves: ClassVar[tuple[str, ...]] = ("eps",)
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not isinstance(self.eps, jax.core.Tracer) and np.any(np.asarray(self.eps) > 1):
-            raise ValueError(f"eps (label smoothing) must be in [0, 1], got {self.eps!r}")
+    _upper: ClassVar[dict[str, tuple[float, str]]] = {"eps": (1.0, "label smoothing")}
 
     def _autodiff_kernel(self, model, params, X, t):
         return _loss_gd(model, params, X, t, lambda f, ti: label_smoothing_loss(model, f, ti, self.eps))
@@ -705,11 +708,7 @@ class GCE(Method):
     name: ClassVar[str] = "gce"
     knob: ClassVar[str] = "q"
     _leaves: ClassVar[tuple[str, ...]] = ("q",)
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not isinstance(self.q, jax.core.Tracer) and np.any(np.asarray(self.q) > 1):
-            raise ValueError(f"q (generalized cross-entropy) must be in [0, 1], got {self.q!r}")
+    _upper: ClassVar[dict[str, tuple[float, str]]] = {"q": (1.0, "generalized cross-entropy")}
 
     def _autodiff_kernel(self, model, params, X, t):
         return _loss_gd(model, params, X, t, lambda f, ti: gce_loss(model, f, ti, self.q))

@@ -135,13 +135,15 @@ def compare_runs(run, sel_config, rep_config, *, treatment: str = "one_sam", bas
     if need != sorted(float(r) for r in rep_config.rhos):
         rep_config = rep_config.replace(rhos=tuple(need))
     rep = run(rep_config)
-    return compare(sel, rep, treatment=treatment, baseline=baseline, controls=controls, margin=margin, extra=extra,
+    comp = compare(sel, rep, treatment=treatment, baseline=baseline, controls=controls, margin=margin, extra=extra,
                    extended=extended, max_extend=max_extend)
+    comp["report_rhos"] = [float(r) for r in rep_config.rhos]  # the grid the report ran on (selected values added)
+    return comp
 
 
-def _stop(rep, mi, ri):
-    es = selection.early_stop(rep)
-    bad = selection.unstable(rep, blowup_norm(rep.config))
+def _stop(es, bad, mi, ri):
+    """The three numbers (and unstable runs) of method ``mi`` at radius ``ri``, from the report
+    sweep's :func:`linsam.selection.early_stop` ``es`` and :func:`~linsam.selection.unstable` ``bad``."""
     return dict(selected=es.selected[mi, ri].tolist(), oracle=es.oracle[mi, ri].tolist(),
                 final=es.final[mi, ri].tolist(), step=float(np.median(es.step[mi, ri])),
                 oracle_step=float(np.median(es.oracle_step[mi, ri])), unstable=int(bad[mi, ri].sum()))
@@ -176,6 +178,8 @@ def compare(sel, rep, *, treatment: str = "one_sam", baseline: str = "gd", contr
     if controls is None:  # GD itself is the zero-knob member of every simple family (decay 0, step x1, shift 0)
         controls = [baseline] + [m for m in methods if m in SIMPLE_CONTROLS]
     tuned = {m: tune_method(sel, m, extra) for m in methods}
+    es = selection.early_stop(rep)  # once per report sweep, read by every method below
+    bad = selection.unstable(rep, blowup_norm(rep.config))
     t_rho = tuned[treatment].rho
     out = {}
     for m in methods:
@@ -191,8 +195,8 @@ def compare(sel, rep, *, treatment: str = "one_sam", baseline: str = "gd", contr
         out[m] = dict(rho=t.rho, edge=t.edge, capped=bool(capped), extended=int(extended.get(m, 0)),
                       knob=knob_text(rep.config, m), curve={f"{r:g}": v for r, v in t.curve.items()},
                       select_unstable={f"{r:g}": v for r, v in t.unstable.items()},
-                      select_mean=float(t.curve[t.rho]), **_stop(rep, mi, ri),
-                      selected_matched=_stop(rep, mi, rj)["selected"])
+                      select_mean=float(t.curve[t.rho]), **_stop(es, bad, mi, ri),
+                      selected_matched=es.selected[mi, rj].tolist())
     # a control whose selected setting blew up on a selection seed is a failure, not a candidate
     stable = [m for m in controls if not out[m]["select_unstable"].get(f"{out[m]['rho']:g}")]
     best = max(stable, key=lambda m: out[m]["select_mean"]) if stable else None

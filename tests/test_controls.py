@@ -309,3 +309,19 @@ def test_models_have_every_control_in_closed_form():
     for model in (LogReg(), Softmax(num_classes=3), DLN(hidden=2)):
         for name in rules.CONTROLS:
             assert rules.METHOD_CLASSES[name] in model.closed_forms, (model, name)
+
+
+def test_regime_answer_flags_a_win_over_a_control_that_is_below_gd():
+    """A 'better' verdict against the best simple control is no gain when 1-SAM does not beat GD."""
+    from reproduction import regimes
+
+    def comp(over, ctl_mean):
+        g = lambda v: dict(verdict=v, mean=0.0, lo=-0.01, hi=0.01, margin=0.005)  # noqa: E731
+        return dict(regime="r", treatment="one_sam", baseline="gd", best_control="large_step",
+                    gain=g("better"), over_baseline=g(over),
+                    methods={"gd": dict(selected=[0.70] * 3), "large_step": dict(selected=[ctl_mean] * 3)})
+
+    text = "\n".join(regimes._answer([comp("inconclusive", 0.66)]))
+    assert "Caution (r)" in text and "scores below GD" in text
+    assert "not that 1-SAM gains" in "\n".join(regimes._answer([comp("inconclusive", 0.72)]))
+    assert "Caution" not in "\n".join(regimes._answer([comp("better", 0.66)]))

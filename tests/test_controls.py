@@ -318,7 +318,7 @@ def test_regime_answer_flags_a_win_over_a_control_that_is_below_gd():
     def comp(over, ctl_mean):
         g = lambda v: dict(verdict=v, mean=0.0, lo=-0.01, hi=0.01, margin=0.005)  # noqa: E731
         return dict(regime="r", treatment="one_sam", baseline="gd", best_control="large_step",
-                    gain=g("better"), over_baseline=g(over),
+                    gain=g("better"), over_baseline=g(over), versus={},
                     methods={"gd": dict(selected=[0.70] * 3), "large_step": dict(selected=[ctl_mean] * 3)})
 
     text = "\n".join(regimes._answer([comp("inconclusive", 0.66)]))

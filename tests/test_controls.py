@@ -145,7 +145,7 @@ def _check_backends(cfg, form):
         a = simulate(cfg, form=form)
         b = simulate(cfg, backend="scan")
     assert set(a.backend.values()) == {"linear"}
-    for k in ("test_acc", "w_norm", "train_acc_noisy", "grad_norm_ratio"):
+    for k in ("test_acc", "val_acc", "w_norm", "train_acc_noisy", "grad_norm_ratio"):
         np.testing.assert_allclose(a.metrics[k], b.metrics[k], rtol=1e-10, atol=1e-12, err_msg=f"{form} {k}")
 
 
@@ -325,3 +325,21 @@ def test_regime_answer_flags_a_win_over_a_control_that_is_below_gd():
     assert "Caution (r)" in text and "scores below GD" in text
     assert "not that 1-SAM gains" in "\n".join(regimes._answer([comp("inconclusive", 0.72)]))
     assert "Caution" not in "\n".join(regimes._answer([comp("better", 0.66)]))
+
+
+def test_best_simple_control_is_gd_or_a_non_sam_control_never_a_sam_comparator():
+    """The pool of the best simple control: GD itself (the zero-knob member of every family) and the
+    non-SAM controls; n-SAM, however good on the selection seeds, is a SAM-family comparator."""
+    from reproduction import controls as C
+
+    rng = np.random.default_rng(3)
+    rhos = (1.0, 2.0, 4.0)
+
+    def runs(n):
+        e = lambda: 0.002 * rng.standard_normal((3, n))  # noqa: E731
+        return {"gd": 0.75 + np.zeros((3, n)), "one_sam": np.array([0.72, 0.74, 0.73])[:, None] + e(),
+                "nsam": 0.90 + e(), "shifted_loss": np.array([0.70, 0.71, 0.70])[:, None] + e()}
+
+    comp = C.compare(_fake_sweep("sel", range(8), runs(8), rhos), _fake_sweep("rep", range(100, 110), runs(10), rhos))
+    assert comp["best_control"] == "gd"  # above every non-SAM control; n-SAM is higher but not a candidate
+    assert comp["sam_comparators"] == ["nsam"] and comp["versus"]["nsam"]["verdict"] == "worse"

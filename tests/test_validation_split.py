@@ -34,6 +34,19 @@ def test_val_acc_is_the_noisy_label_accuracy_of_the_recorded_parameters(which):
                     np.testing.assert_allclose(res.metrics["val_acc"][mi, ri, si, k], _acc(tv * f), atol=1e-12)
 
 
+@pytest.mark.parametrize("form", ["dual", "primal"])
+def test_val_acc_under_weight_decay_in_both_linear_forms(form):
+    """The dual form carries w = a w0 + s X^T A (a = (1 - lr decay)^k): its validation logits
+    a X_v w0 + s (X_v X^T) A must follow the decayed start too."""
+    cfg = TINY.replace(methods=("weight_decay",), rhos=(0.3,), num_seeds=1, seed_chunk=0, init_scale=3.0,
+                       knob_scale=(("weight_decay", 1.0),))
+    res = sim.simulate(cfg, keep_params=True, backend="linear", form=form)
+    val = sim.validation_sample(cfg, int(res.axes["seed"][0]))
+    Xv, tv = np.asarray(val.X), np.asarray(val.noisy)
+    want = [_acc(tv * (Xv @ np.asarray(w))) for w in res.params[0, 0, 0]]
+    np.testing.assert_allclose(res.metrics["val_acc"][0, 0, 0], want, atol=1e-12)
+
+
 def test_validation_sample_has_the_training_noise_and_leaves_the_training_draw_alone():
     cfg = TINY.replace(n=400, val_size=200, noise=NoiseSpec("symmetric", 0.3))
     val = sim.validation_sample(cfg, 3)

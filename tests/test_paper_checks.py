@@ -154,6 +154,21 @@ def test_c5_verdict_holds_and_fails():
     assert verdict("C5", m) == FAILS
 
 
+def test_c5_verdict_per_model_with_undefined_where_1sam_does_not_gain():
+    """One verdict per model: a model where 1-SAM's gain CI contains 0 is "undefined (no gain)" and does not
+    sink the others; with no model defined, the claim does not hold."""
+    good = c5_measurement(0.9, 0.2)
+    flat = c5_measurement(0.9, 0.2)
+    for meth in flat["peak"]:
+        flat["peak"][meth]["gain"] = list(0.01 * RNG.standard_normal(16))
+    r = paper_checks.evaluate("C5", dict(models={"dln": good, "xor": flat}, statistic="peak", regime="x"),
+                              settings("C5"))
+    assert r.verdict == HOLDS and r.details["verdicts"] == {"dln": "holds", "xor": "undefined (no gain)"}
+    assert "xor: **undefined (no gain)**" in r.measured
+    only = paper_checks.evaluate("C5", dict(models={"xor": flat}, statistic="peak", regime="x"), settings("C5"))
+    assert only.verdict == FAILS
+
+
 def c6_measurement(log_ratio: float):
     n = 10
     norms = {}

@@ -160,7 +160,7 @@ def test_c5_verdict_per_model_with_undefined_where_1sam_does_not_gain():
     good = c5_measurement(0.9, 0.2)
     flat = c5_measurement(0.9, 0.2)
     for meth in flat["peak"]:
-        flat["peak"][meth]["gain"] = list(0.01 * RNG.standard_normal(16))
+        flat["peak"][meth]["gain"] = list(np.tile([0.01, -0.01], 8))  # mean 0 exactly: no gain, deterministic
     r = paper_checks.evaluate("C5", dict(models={"dln": good, "xor": flat}, statistic="peak", regime="x"),
                               settings("C5"))
     assert r.verdict == HOLDS and r.details["verdicts"] == {"dln": "holds", "xor": "undefined (no gain)"}
@@ -260,12 +260,13 @@ def test_c9_verdict_is_a_tost_at_the_preset_margin():
     assert t["margin"] == 0.01 and -0.01 < t["lo90"] < t["hi90"] < 0.01
     # a prediction 1.5 points off: the error's interval sits outside the margin
     off = paper_checks.evaluate("C9", dict(m, pred_gain=0.095), settings("C9"))
-    assert off.verdict == FAILS and "worse" in off.measured or "inconclusive" in off.measured
+    assert off.verdict == FAILS and "**worse**" in off.measured
     assert off.details["error"] == pytest.approx(0.095 - np.mean(m["gain"]))
     assert verdict("C9", c9_measurement(0.0, gain=0.0)) == HOLDS  # no gain predicted, none measured (zero init)
     assert verdict("C9", dict(m, gain=[0.08])) == FAILS  # one seed: no interval, inconclusive
     # inside the 95% CI of a noisy measurement is not enough: few, spread seeds cannot show equivalence
-    wide = c9_measurement(0.08, spread=0.03, n=4)
+    # (fixed values, not the module's RNG: its draws depend on which tests ran before)
+    wide = dict(m, gain=[0.05, 0.11, 0.06, 0.10])  # mean 0.08, sd 0.029: 90% CI half-width 3.4 points
     assert verdict("C9", wide) == FAILS
 
 
